@@ -1,0 +1,159 @@
+"""The one exception hierarchy of fetcher.
+
+::
+
+    FetcherError
+    ├── ConfigError            bad TOML or value; names the key          -> exit 2
+    ├── SourceError            unreadable or malformed document (path)
+    ├── DownloadError          .url (query string redacted)
+    │   ├── HTTPStatusError        a status that is not success
+    │   ├── RedirectError          too many redirects, or to a non-http(s) scheme
+    │   ├── IncompleteDownloadError  the body ended early or the transfer broke
+    │   └── ResumeMismatchError    the server answered a Range request wrongly
+    ├── VerifyError
+    │   ├── SizeMismatchError      received bytes differ from the expected size
+    │   └── NotAudioError          the first bytes are not ID3 or an MPEG frame
+    ├── TagError               wraps mutagen's errors
+    └── ArchiveError
+        ├── ArchiveLockedError     another sync holds the lock    -> exit 3
+        └── ManifestError          the manifest cannot be opened or is foreign
+
+Foreign exceptions (httpx, mutagen, sqlite3, OSError, tomllib) are translated in the
+one module that calls that library. Every message is one line that names the file or
+episode and the problem.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+
+def redact_url(url: str) -> str:
+    """Return *url* without its query string, fragment or credentials.
+
+    Private feeds carry tokens in the query string; nothing fetcher prints or logs may
+    show them.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    query = "<redacted>" if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+class FetcherError(Exception):
+    """Base of every error fetcher raises on purpose."""
+
+
+class ConfigError(FetcherError):
+    """The configuration file or a command-line value is wrong."""
+
+    def __init__(self, message: str, *, key: str | None = None, path: Path | None = None):
+        where = ""
+        if path is not None:
+            where = f"{path}: "
+        if key is not None:
+            where += f"[{key}] "
+        super().__init__(f"{where}{message}")
+        self.key = key
+        self.path = path
+
+
+class SourceError(FetcherError):
+    """An episode document cannot be read or is malformed."""
+
+    def __init__(
+        self,
+        path: Path,
+        message: str,
+        *,
+        line: int | None = None,
+        column: int | None = None,
+    ):
+        where = str(path)
+        if line is not None:
+            where += f":{line}"
+            if column is not None:
+                where += f":{column}"
+        super().__init__(f"{where}: {message}")
+        self.path = path
+        self.reason = message
+        self.line = line
+        self.column = column
+
+
+class DownloadError(FetcherError):
+    """Fetching an episode's audio failed."""
+
+    def __init__(self, message: str, *, url: str, episode: str | None = None):
+        self.url = redact_url(url)
+        self.episode = episode
+        self.reason = message
+        prefix = f"{episode}: " if episode else ""
+        super().__init__(f"{prefix}{message} ({self.url})")
+
+
+class HTTPStatusError(DownloadError):
+    def __init__(self, status: int, *, url: str, episode: str | None = None):
+        self.status = status
+        super().__init__(f"server answered HTTP {status}", url=url, episode=episode)
+
+
+class RedirectError(DownloadError):
+    """Too many redirects, or a redirect to a scheme other than http/https."""
+
+
+class IncompleteDownloadError(DownloadError):
+    """The transfer broke off before the whole body arrived."""
+
+
+class ResumeMismatchError(DownloadError):
+    """The server's answer to a Range request does not fit the partial file."""
+
+
+class VerifyError(FetcherError):
+    """A downloaded file is not what the episode document promised."""
+
+    def __init__(self, message: str, *, episode: str | None = None):
+        self.episode = episode
+        self.reason = message
+        prefix = f"{episode}: " if episode else ""
+        super().__init__(f"{prefix}{message}")
+
+
+class SizeMismatchError(VerifyError):
+    def __init__(self, expected: int, received: int, *, episode: str | None = None):
+        self.expected = expected
+        self.received = received
+        more = "more" if received > expected else "fewer"
+        super().__init__(
+            f"size mismatch: expected {expected} bytes, received {received} ({more})",
+            episode=episode,
+        )
+
+
+class NotAudioError(VerifyError):
+    """The body does not start with an ID3 tag or an MPEG audio frame."""
+
+
+class TagError(FetcherError):
+    """Writing or reading ID3 tags failed."""
+
+    def __init__(self, path: Path, message: str):
+        self.path = path
+        super().__init__(f"{path}: {message}")
+
+
+class ArchiveError(FetcherError):
+    """The archive directory or its manifest cannot be used."""
+
+
+class ArchiveLockedError(ArchiveError):
+    """Another fetcher process holds the archive's lock."""
+
+
+class ManifestError(ArchiveError):
+    """The manifest is corrupt, foreign or from a newer fetcher."""

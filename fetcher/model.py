@@ -1,0 +1,227 @@
+"""The vocabulary every stage speaks: Episode and Chapter, plus pure chapter normalisation.
+
+Chapters arrive in the Podcasting 2.0 JSON chapters format, which in the wild has
+duplicate start times, unsorted entries, ``null`` fields and string numbers.
+:func:`parse_chapters` turns raw JSON into :class:`Chapter` values and
+:func:`normalise_chapters` makes them a clean, non-overlapping timeline. Both are pure
+and report what they dropped as warnings instead of logging, so callers decide where the
+words go.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+#: A CTOC frame counts its children in one byte.
+MAX_VISIBLE_CHAPTERS = 255
+
+
+@dataclass(frozen=True, slots=True)
+class Chapter:
+    """One chapter; times in whole milliseconds.
+
+    ``end_ms`` is ``None`` only for the last chapter while the audio's duration is
+    unknown. ``toc`` is ``False`` for chapters the publisher marked hidden.
+    """
+
+    start_ms: int
+    end_ms: int | None
+    title: str
+    url: str | None = None
+    img: str | None = None
+    toc: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    url: str
+    type: str | None = None
+    language: str | None = None
+    rel: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Episode:
+    """One podcast episode, independent of the format it was read from."""
+
+    guid: str
+    show_slug: str
+    show_name: str
+    title: str
+    date: datetime
+    audio_url: str
+    source: Path
+    episode: int | None = None
+    episode_padded: str = ""
+    description: str = ""
+    show_notes: str = ""
+    hosts: tuple[str, ...] = ()
+    guests: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    page_url: str | None = None
+    header_image: str | None = None
+    expected_bytes: int | None = None
+    declared_duration_s: float | None = None
+    transcripts: tuple[Transcript, ...] = ()
+    chapters: tuple[Chapter, ...] = field(default=())
+
+    @property
+    def label(self) -> str:
+        """A short name for messages: ``show #number`` or the guid."""
+        if self.episode is not None:
+            return f"{self.show_slug} #{self.episode}"
+        return f"{self.show_slug} {self.guid}"
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A document that is not an episode to archive, and why."""
+
+    source: Path
+    reason: str
+
+
+def _number(value: Any) -> float | None:
+    """A finite, non-negative number from an int, float or numeric string, else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        number = float(value) if value < 2**63 else math.inf
+    elif isinstance(value, float):
+        number = value
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    if not math.isfinite(number) or number < 0:
+        return None
+    return number
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    return None
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+def parse_chapters(raw: Any) -> tuple[list[Chapter], list[str]]:
+    """Read a Podcasting 2.0 ``chapters`` array into normalised chapters.
+
+    Entries that are not objects or have no valid ``startTime`` are dropped with a
+    warning; ``null`` fields count as absent.
+    """
+    warnings: list[str] = []
+    if raw is None:
+        return [], warnings
+    if isinstance(raw, dict):
+        raw = raw.get("chapters")
+        if raw is None:
+            return [], warnings
+    if not isinstance(raw, list):
+        return [], [f"chapters are a {type(raw).__name__}, not a list; ignored"]
+    chapters: list[Chapter] = []
+    for index, entry in enumerate(raw):
+        if not isinstance(entry, dict):
+            warnings.append(f"chapter {index + 1} is not an object; dropped")
+            continue
+        start = _number(entry.get("startTime"))
+        if start is None or start > 1e9:
+            warnings.append(
+                f"chapter {index + 1} has no valid startTime "
+                f"({entry.get('startTime')!r}); dropped"
+            )
+            continue
+        end = _number(entry.get("endTime"))
+        end_ms = _ms(end) if end is not None and end <= 1e9 else None
+        chapters.append(
+            Chapter(
+                start_ms=_ms(start),
+                end_ms=end_ms,
+                title=_text(entry.get("title")) or "",
+                url=_text(entry.get("url")),
+                img=_text(entry.get("img")),
+                toc=entry.get("toc") is not False,
+            )
+        )
+    normalised, more = normalise_chapters(chapters)
+    return normalised, warnings + more
+
+
+def normalise_chapters(
+    chapters: Iterable[Chapter], duration_ms: int | None = None
+) -> tuple[list[Chapter], list[str]]:
+    """Make *chapters* a clean timeline; idempotent.
+
+    Sorted stably by start; equal starts collapse to the first; untitled chapters are
+    named ``Chapter N``; an end is kept only when it lies after the start and not after
+    the next start, otherwise the chapter ends where the next begins; with a known
+    *duration_ms*, chapters starting at or after it are dropped and the last one ends
+    at it (or earlier, if its own end is earlier); at most 255 visible chapters remain.
+    """
+    warnings: list[str] = []
+    ordered = sorted(chapters, key=lambda c: c.start_ms)
+    unique: list[Chapter] = []
+    for chapter in ordered:
+        if unique and unique[-1].start_ms == chapter.start_ms:
+            continue
+        unique.append(chapter)
+    collapsed = len(ordered) - len(unique)
+    if collapsed:
+        warnings.append(f"{collapsed} chapter(s) with a duplicate start time collapsed")
+
+    if duration_ms is not None:
+        kept = [c for c in unique if c.start_ms < duration_ms]
+        if len(kept) < len(unique):
+            warnings.append(
+                f"{len(unique) - len(kept)} chapter(s) start at or after the end of the "
+                f"audio ({_clock(duration_ms)}); dropped"
+            )
+        unique = kept
+
+    visible = 0
+    limited: list[Chapter] = []
+    for chapter in unique:
+        if chapter.toc:
+            visible += 1
+            if visible > MAX_VISIBLE_CHAPTERS:
+                continue
+        limited.append(chapter)
+    if visible > MAX_VISIBLE_CHAPTERS:
+        warnings.append(
+            f"{visible} visible chapters; only the first {MAX_VISIBLE_CHAPTERS} are kept"
+        )
+
+    result: list[Chapter] = []
+    for index, chapter in enumerate(limited):
+        limit = limited[index + 1].start_ms if index + 1 < len(limited) else duration_ms
+        end = chapter.end_ms
+        if end is None or end <= chapter.start_ms or (limit is not None and end > limit):
+            end = limit
+        title = chapter.title or f"Chapter {index + 1}"
+        result.append(replace(chapter, end_ms=end, title=title))
+    return result, warnings
+
+
+def _clock(ms: int) -> str:
+    seconds = ms // 1000
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}:{minutes:02d}:{secs:02d}"
+    return f"{minutes:02d}:{secs:02d}"
+
+
+def visible_chapters(chapters: Sequence[Chapter]) -> list[Chapter]:
+    return [c for c in chapters if c.toc]

@@ -1,0 +1,33 @@
+"""The public API is what ``fetcher.__all__`` says, and nothing leaks in by accident."""
+
+import fetcher
+
+
+def test_public_api_is_pinned() -> None:
+    assert sorted(fetcher.__all__) == sorted(
+        [
+            "ArchiveError",
+            "ArchiveLockedError",
+            "Chapter",
+            "ConfigError",
+            "DownloadError",
+            "Episode",
+            "FetcherError",
+            "ManifestError",
+            "Skipped",
+            "SourceError",
+            "TagError",
+            "VerifyError",
+            "__version__",
+            "load_episodes",
+        ]
+    )
+    for name in fetcher.__all__:
+        assert hasattr(fetcher, name)
+
+
+def test_errors_share_one_root() -> None:
+    for name in fetcher.__all__:
+        obj = getattr(fetcher, name)
+        if isinstance(obj, type) and issubclass(obj, Exception):
+            assert issubclass(obj, fetcher.FetcherError)
