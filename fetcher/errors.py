@@ -125,14 +125,15 @@ class VerifyError(FetcherError):
 
 
 class SizeMismatchError(VerifyError):
-    def __init__(self, expected: int, received: int, *, episode: str | None = None):
+    """The body's size is not the size the document (or the server) promised."""
+
+    def __init__(
+        self, expected: int, received: int, *, episode: str | None = None, detail: str = ""
+    ):
         self.expected = expected
         self.received = received
-        more = "more" if received > expected else "fewer"
-        super().__init__(
-            f"size mismatch: expected {expected} bytes, received {received} ({more})",
-            episode=episode,
-        )
+        detail = detail or f"received {received}"
+        super().__init__(f"size mismatch: expected {expected} bytes, {detail}", episode=episode)
 
 
 class NotAudioError(VerifyError):

@@ -58,3 +58,16 @@ def make_doc(tmp_path: Path) -> DocFactory:
         return target
 
     return make
+
+
+# --- the loopback HTTP server -------------------------------------------------------
+
+from collections.abc import Iterator  # noqa: E402
+
+from httpserver import TestServer  # noqa: E402
+
+
+@pytest.fixture
+def server() -> Iterator[TestServer]:
+    with TestServer() as running:
+        yield running

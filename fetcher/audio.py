@@ -1,0 +1,261 @@
+"""MPEG audio facts: is this audio, where does the payload start, how long does it play.
+
+Everything here reads bytes; nothing writes. The payload hash covers the bytes after a
+leading ID3v2 tag and before a trailing ID3v1 tag, so it stays the same whatever tags
+fetcher (or anyone else) writes, and can be computed while the bytes stream in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+ID3V1_SIZE = 128
+
+# MPEG audio frame header tables (ISO 11172-3 / 13818-3), kbit/s by version and layer.
+_BITRATES = {
+    (1, 1): (0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
+    (1, 2): (0, 32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
+    (1, 3): (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    (2, 1): (0, 32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
+    (2, 2): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+    (2, 3): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+_SAMPLE_RATES = {1: (44100, 48000, 32000), 2: (22050, 24000, 16000), 25: (11025, 12000, 8000)}
+
+
+def id3v2_size(header: bytes) -> int | None:
+    """Total size of the ID3v2 tag that *header* (>= 10 bytes) starts, or None."""
+    if len(header) < 10 or header[:3] != b"ID3":
+        return None
+    major, _revision, flags = header[3], header[4], header[5]
+    if major not in (2, 3, 4) or any(b & 0x80 for b in header[6:10]):
+        return None
+    size = (header[6] << 21) | (header[7] << 14) | (header[8] << 7) | header[9]
+    footer = 10 if major == 4 and flags & 0x10 else 0
+    return 10 + size + footer
+
+
+@dataclass(frozen=True, slots=True)
+class FrameHeader:
+    version: int  # 1, 2 or 25 (MPEG 2.5)
+    layer: int
+    bitrate_kbps: int
+    sample_rate: int
+    padding: int
+    channels: int
+
+    @property
+    def samples(self) -> int:
+        if self.layer == 1:
+            return 384
+        if self.layer == 3 and self.version != 1:
+            return 576
+        return 1152
+
+    @property
+    def length(self) -> int:
+        if self.layer == 1:
+            return (12 * self.bitrate_kbps * 1000 // self.sample_rate + self.padding) * 4
+        slot = self.samples // 8
+        return slot * self.bitrate_kbps * 1000 // self.sample_rate + self.padding
+
+
+def parse_frame_header(data: bytes | memoryview, pos: int = 0) -> FrameHeader | None:
+    """The MPEG audio frame header at *pos*, or None when there is none."""
+    if pos + 4 > len(data):
+        return None
+    b0, b1, b2, b3 = data[pos], data[pos + 1], data[pos + 2], data[pos + 3]
+    if b0 != 0xFF or b1 & 0xE0 != 0xE0:
+        return None
+    version = {0: 25, 2: 2, 3: 1}.get((b1 >> 3) & 3)
+    layer = {1: 3, 2: 2, 3: 1}.get((b1 >> 1) & 3)
+    bitrate_index = b2 >> 4
+    rate_index = (b2 >> 2) & 3
+    if version is None or layer is None or bitrate_index in (0, 15) or rate_index == 3:
+        return None
+    table = _BITRATES[(1 if version == 1 else 2, layer)]
+    return FrameHeader(
+        version=version,
+        layer=layer,
+        bitrate_kbps=table[bitrate_index],
+        sample_rate=_SAMPLE_RATES[version][rate_index],
+        padding=(b2 >> 1) & 1,
+        channels=1 if (b3 >> 6) == 3 else 2,
+    )
+
+
+def looks_like_audio(head: bytes) -> bool:
+    """True when *head* starts with an ID3v2 header or an MPEG audio frame header."""
+    return id3v2_size(head) is not None or parse_frame_header(head) is not None
+
+
+def describe_head(head: bytes) -> str:
+    """A few words on what the first bytes are instead, for an error message."""
+    stripped = head.lstrip().lower()
+    if stripped.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
+        return "an HTML page"
+    if stripped.startswith((b"<?xml", b"<")):
+        return "an XML/HTML document"
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip data"
+    if stripped.startswith((b"{", b"[")):
+        return "JSON"
+    if not head:
+        return "empty"
+    return f"bytes {head[:8].hex(' ')}"
+
+
+class PayloadHasher:
+    """SHA-256 of the audio payload, fed in stream order.
+
+    Bytes of a leading ID3v2 tag are skipped; the last 128 bytes are held back until
+    :meth:`hexdigest` so that a trailing ID3v1 tag (``TAG``) can be left out.
+    """
+
+    def __init__(self) -> None:
+        self._sha = hashlib.sha256()
+        self._head = bytearray()
+        self._skip: int | None = None
+        self._position = 0
+        self._tail = b""
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data)
+        if self._skip is None:
+            need = 10 - len(self._head)
+            self._head += view[:need]
+            view = view[need:]
+            if len(self._head) < 10:
+                return
+            self._skip = id3v2_size(bytes(self._head)) or 0
+            buffered, self._head = bytes(self._head), bytearray()
+            self._position = 0
+            self._feed(memoryview(buffered))
+        self._feed(view)
+
+    def _feed(self, view: memoryview) -> None:
+        assert self._skip is not None
+        if self._position < self._skip:
+            drop = min(self._skip - self._position, len(view))
+            self._position += drop
+            view = view[drop:]
+        if not view:
+            return
+        self._position += len(view)
+        if len(view) >= ID3V1_SIZE:
+            self._sha.update(self._tail)
+            self._sha.update(view[:-ID3V1_SIZE])
+            self._tail = bytes(view[-ID3V1_SIZE:])
+        else:
+            combined = self._tail + bytes(view)
+            self._sha.update(combined[:-ID3V1_SIZE])
+            self._tail = combined[-ID3V1_SIZE:]
+
+    def hexdigest(self) -> str:
+        sha = self._sha.copy()
+        if self._skip is None:
+            # Fewer than 10 bytes in all: there is no tag to skip.
+            sha.update(self._head)
+            return sha.hexdigest()
+        if not (len(self._tail) == ID3V1_SIZE and self._tail.startswith(b"TAG")):
+            sha.update(self._tail)
+        return sha.hexdigest()
+
+
+def payload_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
+    """The payload hash of a whole file (see :class:`PayloadHasher`)."""
+    hasher = PayloadHasher()
+    with path.open("rb") as file:
+        while chunk := file.read(chunk_size):
+            hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
+    sha = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(chunk_size):
+            sha.update(chunk)
+    return sha.hexdigest()
+
+
+def _xing_frames(frame: bytes, header: FrameHeader) -> int | None:
+    """Frame count from a Xing/Info or VBRI header inside the first frame."""
+    if header.version == 1:
+        offset = 36 if header.channels == 2 else 21
+    else:
+        offset = 21 if header.channels == 2 else 13
+    tag = frame[offset : offset + 4]
+    if tag in (b"Xing", b"Info") and len(frame) >= offset + 12:
+        flags = struct.unpack(">I", frame[offset + 4 : offset + 8])[0]
+        if flags & 1:
+            frames: int = struct.unpack(">I", frame[offset + 8 : offset + 12])[0]
+            return frames
+    if frame[36:40] == b"VBRI" and len(frame) >= 36 + 18:
+        vbri_frames: int = struct.unpack(">I", frame[36 + 14 : 36 + 18])[0]
+        return vbri_frames
+    return None
+
+
+def measure_duration_ms(path: Path) -> int | None:
+    """The audio's real play time in ms, or None when no MPEG frames are found.
+
+    Uses the Xing/Info or VBRI frame count when present; otherwise walks every frame
+    header (cheap: four bytes per frame), which is exact for VBR files without a
+    header too.
+    """
+    with path.open("rb") as file:
+        head = file.read(10)
+        start = id3v2_size(head) or 0
+        file.seek(start)
+        data = file.read(1 << 16)
+        pos = _find_sync(data)
+        if pos is None:
+            return None
+        first = parse_frame_header(data, pos)
+        assert first is not None
+        frame_bytes = data[pos : pos + first.length]
+        counted = _xing_frames(frame_bytes, first)
+        if counted is not None:
+            return round(counted * first.samples * 1000 / first.sample_rate)
+        return _walk_frames(file, start + pos)
+
+
+def _find_sync(data: bytes) -> int | None:
+    """The first position where two consecutive frame headers line up."""
+    pos = data.find(b"\xff")
+    while 0 <= pos < len(data) - 4:
+        header = parse_frame_header(data, pos)
+        if header is not None and header.length > 0:
+            following = parse_frame_header(data, pos + header.length)
+            if following is not None or pos + header.length >= len(data) - 4:
+                return pos
+        pos = data.find(b"\xff", pos + 1)
+    return None
+
+
+def _walk_frames(file: BinaryIO, start: int) -> int | None:
+    samples_ms = 0.0
+    pos = start
+    block = b""
+    block_start = start
+    file.seek(start)
+    while True:
+        rel = pos - block_start
+        if rel + 4 > len(block):
+            file.seek(pos)
+            block = file.read(1 << 20)
+            block_start = pos
+            rel = 0
+            if len(block) < 4:
+                break
+        header = parse_frame_header(block, rel)
+        if header is None or header.length <= 0:
+            break
+        samples_ms += header.samples * 1000 / header.sample_rate
+        pos += header.length
+    return round(samples_ms) if samples_ms else None

@@ -1,0 +1,664 @@
+"""The download stage, the only code that talks HTTP.
+
+:class:`Downloader` fetches one episode's audio into a partial file and hands back a
+:class:`Downloaded` that is proven whole (size and MPEG sniff) or raises a typed
+:class:`~fetcher.errors.DownloadError` / :class:`~fetcher.errors.VerifyError`.
+
+- one ``httpx.AsyncClient`` for the run, a global and a per-host limit;
+- redirects followed by hand: at most ``max_redirects``, only to http/https;
+- the body streamed in large chunks (``Accept-Encoding: identity``), written and hashed
+  off the event loop, never held in memory;
+- resume with ``Range`` + ``If-Range`` from a partial file, within a run and across
+  runs: the validators live in a small JSON sidecar beside the partial file;
+- tenacity retries only transient failures, honouring ``Retry-After``; every retry
+  resumes;
+- progress is reported as events to a callback; no UI here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import json
+import logging
+import os
+import random
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+from fetcher import __version__
+from fetcher.audio import PayloadHasher, describe_head, looks_like_audio
+from fetcher.errors import (
+    DownloadError,
+    FetcherError,
+    HTTPStatusError,
+    IncompleteDownloadError,
+    NotAudioError,
+    RedirectError,
+    ResumeMismatchError,
+    SizeMismatchError,
+    redact_url,
+)
+
+log = logging.getLogger(__name__)
+
+TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+CHUNK_SIZE = 1 << 20
+#: Never wait longer than this for one ``Retry-After``.
+MAX_RETRY_AFTER = 300.0
+DEFAULT_USER_AGENT = f"fetcher/{__version__} (podcast archiver; +https://pypi.org/project/fetcher/)"
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadSettings:
+    jobs: int = 4
+    per_host: int = 2
+    retries: int = 5
+    backoff: float = 1.0
+    timeout: float = 30.0
+    user_agent: str = DEFAULT_USER_AGENT
+    size_mismatch: Literal["fail", "accept"] = "fail"
+    max_redirects: int = 10
+    #: Upper bound for a body whose size nobody announced.
+    max_bytes: int = 4 * 1024**3
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadRequest:
+    key: str
+    """Names the episode in events and errors."""
+    url: str
+    partial: Path
+    expected_bytes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Downloaded:
+    """A partial file whose bytes are complete and look like audio."""
+
+    path: Path
+    size: int
+    audio_sha256: str
+    etag: str | None
+    last_modified: str | None
+    expected_bytes: int | None
+    resumed_from: int
+    #: Set when ``size_mismatch = "accept"`` let a size other than the document's pass.
+    size_discrepancy: bool = False
+
+
+# --- progress events ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    key: str
+    url: str
+    offset: int
+    total: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Advanced:
+    key: str
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Restarted:
+    """Bytes already counted were thrown away (the server did not honour the range)."""
+
+    key: str
+    discarded: int
+
+
+@dataclass(frozen=True, slots=True)
+class Retrying:
+    key: str
+    attempt: int
+    wait: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    key: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    key: str
+    reason: str
+
+
+Event = Started | Advanced | Restarted | Retrying | Finished | Failed
+EventSink = Callable[[Event], None]
+
+
+def _ignore(_: Event) -> None:
+    return None
+
+
+# --- the partial file and its sidecar ----------------------------------------------
+
+
+def sidecar_path(partial: Path) -> Path:
+    return partial.with_name(partial.name + ".json")
+
+
+@dataclass(slots=True)
+class _Validators:
+    """What the server said about the body the partial file holds the start of."""
+
+    url: str
+    etag: str | None = None
+    last_modified: str | None = None
+    total: int | None = None
+
+    def if_range(self) -> str | None:
+        if self.etag and not self.etag.startswith("W/"):
+            return self.etag
+        return self.last_modified
+
+
+def _load_validators(partial: Path, url: str) -> _Validators | None:
+    try:
+        data = json.loads(sidecar_path(partial).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("url") != url:
+        return None
+    etag, modified, total = data.get("etag"), data.get("last_modified"), data.get("total")
+    return _Validators(
+        url,
+        etag if isinstance(etag, str) else None,
+        modified if isinstance(modified, str) else None,
+        total if isinstance(total, int) and not isinstance(total, bool) else None,
+    )
+
+
+def _save_validators(partial: Path, validators: _Validators) -> None:
+    target = sidecar_path(partial)
+    temporary = target.with_name(target.name + ".tmp")
+    temporary.write_text(
+        json.dumps(
+            {
+                "url": validators.url,
+                "etag": validators.etag,
+                "last_modified": validators.last_modified,
+                "total": validators.total,
+            }
+        ),
+        encoding="utf-8",
+    )
+    temporary.replace(target)
+
+
+def discard_partial(partial: Path) -> None:
+    """Remove a partial file and its sidecar (both may be absent)."""
+    for path in (partial, sidecar_path(partial)):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+class _Sink:
+    """The open partial file, hashed as it grows. Its methods block: run them in a thread."""
+
+    def __init__(self, path: Path, offset: int):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        self.file = os.fdopen(fd, "r+b", buffering=0)
+        self.hasher = PayloadHasher()
+        self.size = 0
+        if offset:
+            self._rehash(offset)
+        self.file.truncate(offset)
+        self.file.seek(offset)
+        self.size = offset
+
+    def _rehash(self, offset: int) -> None:
+        self.file.seek(0)
+        remaining = offset
+        while remaining:
+            chunk = self.file.read(min(CHUNK_SIZE, remaining))
+            if not chunk:
+                break
+            self.hasher.update(chunk)
+            remaining -= len(chunk)
+
+    def head(self, n: int) -> bytes:
+        position = self.file.tell()
+        self.file.seek(0)
+        data = self.file.read(n)
+        self.file.seek(position)
+        return data
+
+    def restart(self) -> None:
+        self.file.seek(0)
+        self.file.truncate(0)
+        self.hasher = PayloadHasher()
+        self.size = 0
+
+    def write(self, data: bytes | bytearray) -> None:
+        view = memoryview(data)
+        while view:
+            written = self.file.write(view)
+            if written is None:
+                raise BlockingIOError("write would block")
+            view = view[written:]
+        self.hasher.update(data)
+        self.size += len(data)
+
+    def finish(self) -> str:
+        os.fsync(self.file.fileno())
+        return self.hasher.hexdigest()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+# --- the downloader ------------------------------------------------------------------
+
+
+class _Transient(Exception):
+    """Marks an error as worth another attempt; carries the typed error out."""
+
+    def __init__(self, error: DownloadError, retry_after: float | None = None):
+        super().__init__(str(error))
+        self.error = error
+        self.retry_after = retry_after
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.IGNORECASE)
+_UNSATISFIED_RANGE = re.compile(r"bytes\s+\*/(\d+)", re.IGNORECASE)
+
+
+class Downloader:
+    """Fetches episodes' audio; use as ``async with Downloader(settings) as d``."""
+
+    def __init__(
+        self,
+        settings: DownloadSettings,
+        *,
+        on_event: EventSink = _ignore,
+        client: httpx.AsyncClient | None = None,
+    ):
+        self.settings = settings
+        self.on_event = on_event
+        self._client = client
+        self._own_client = client is None
+        self._jobs = asyncio.Semaphore(settings.jobs)
+        self._hosts: dict[str, asyncio.Semaphore] = {}
+
+    async def __aenter__(self) -> Downloader:
+        if self._client is None:
+            timeout = self.settings.timeout
+            self._client = httpx.AsyncClient(
+                http1=True,
+                http2=False,
+                follow_redirects=False,
+                timeout=httpx.Timeout(timeout, connect=timeout, read=timeout, pool=None),
+                limits=httpx.Limits(
+                    max_connections=self.settings.jobs * 2,
+                    max_keepalive_connections=self.settings.jobs * 2,
+                ),
+                headers={
+                    "User-Agent": self.settings.user_agent,
+                    "Accept-Encoding": "identity",
+                    "Accept": "audio/mpeg, audio/*;q=0.9, */*;q=0.1",
+                },
+                trust_env=False,
+            )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._own_client and self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def _host_limit(self, url: str) -> asyncio.Semaphore:
+        host = (urlsplit(url).hostname or "").lower()
+        if host not in self._hosts:
+            self._hosts[host] = asyncio.Semaphore(self.settings.per_host)
+        return self._hosts[host]
+
+    async def fetch(self, request: DownloadRequest) -> Downloaded:
+        """Download *request* into its partial file; raises a FetcherError on failure."""
+        try:
+            async with self._jobs, self._host_limit(request.url):
+                result = await self._with_retries(request)
+        except FetcherError as error:
+            self.on_event(Failed(request.key, str(error)))
+            raise
+        self.on_event(Finished(request.key, result.size))
+        return result
+
+    async def _with_retries(self, request: DownloadRequest) -> Downloaded:
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.settings.retries + 1),
+            wait=self._wait,
+            retry=retry_if_exception(lambda e: isinstance(e, _Transient)),
+            before_sleep=lambda state: self._announce_retry(request, state),
+            sleep=asyncio.sleep,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._attempt(request)
+        except _Transient as transient:
+            raise transient.error from None
+        raise AssertionError("tenacity ended without a result")  # pragma: no cover
+
+    def _wait(self, state: RetryCallState) -> float:
+        outcome = state.outcome
+        error = outcome.exception() if outcome is not None else None
+        if isinstance(error, _Transient) and error.retry_after is not None:
+            return min(error.retry_after, MAX_RETRY_AFTER)
+        base = self.settings.backoff * 2.0 ** (state.attempt_number - 1)
+        return min(base, 60.0) * random.uniform(0.5, 1.5)
+
+    def _announce_retry(self, request: DownloadRequest, state: RetryCallState) -> None:
+        outcome = state.outcome
+        error = outcome.exception() if outcome is not None else None
+        reason = str(error.error.reason) if isinstance(error, _Transient) else str(error)
+        wait = state.next_action.sleep if state.next_action is not None else 0.0
+        log.info("%s: %s; retry %d in %.1fs", request.key, reason, state.attempt_number, wait)
+        self.on_event(Retrying(request.key, state.attempt_number, wait, reason))
+
+    # One attempt: request (following redirects), check the answer, stream the body.
+
+    async def _attempt(self, request: DownloadRequest) -> Downloaded:
+        partial = request.partial
+        validators = _load_validators(partial, request.url)
+        offset = partial.stat().st_size if partial.exists() else 0
+        if offset and (validators is None or validators.if_range() is None):
+            log.debug("%s: partial file has no validator; starting over", request.key)
+            offset, validators = 0, None
+        if validators is not None and validators.total is not None and offset > validators.total:
+            offset, validators = 0, None
+
+        sink = await asyncio.to_thread(_Sink, partial, offset)
+        try:
+            return await self._transfer(request, sink, validators)
+        except FetcherError:
+            # Bytes that failed verification are not worth resuming.
+            await asyncio.to_thread(sink.close)
+            discard_partial(partial)
+            raise
+        finally:
+            await asyncio.to_thread(sink.close)
+
+    async def _transfer(
+        self, request: DownloadRequest, sink: _Sink, validators: _Validators | None
+    ) -> Downloaded:
+        offset = sink.size
+        if validators is not None and offset and offset == validators.total:
+            # An earlier attempt received every byte but stopped before committing.
+            self.on_event(Started(request.key, redact_url(request.url), offset, offset))
+            return await self._complete(request, sink, offset, validators)
+
+        headers: dict[str, str] = {}
+        if offset and validators is not None:
+            if_range = validators.if_range()
+            assert if_range is not None
+            headers["Range"] = f"bytes={offset}-"
+            headers["If-Range"] = if_range
+
+        response = await self._open(request, headers)
+        try:
+            total = await self._check_answer(request, response, sink, offset)
+            offset = sink.size
+            if response.status_code == 416:
+                assert validators is not None
+                self.on_event(Started(request.key, redact_url(request.url), offset, total))
+                return await self._complete(request, sink, offset, validators)
+            validators = _Validators(
+                request.url,
+                response.headers.get("ETag"),
+                response.headers.get("Last-Modified"),
+                total,
+            )
+            await asyncio.to_thread(_save_validators, request.partial, validators)
+            limit = self._size_limit(request, total)
+            self.on_event(Started(request.key, redact_url(request.url), offset, total))
+            await self._stream(request, response, sink, limit)
+        finally:
+            await response.aclose()
+        return await self._complete(request, sink, offset, validators)
+
+    async def _check_answer(
+        self, request: DownloadRequest, response: httpx.Response, sink: _Sink, offset: int
+    ) -> int | None:
+        """Decide what the status means for the partial file; returns the body's total."""
+        status = response.status_code
+        if status == 206:
+            match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+            if match is None or not offset or int(match.group(1)) != offset:
+                await self._forget(request, sink)
+                raise _Transient(
+                    ResumeMismatchError(
+                        f"server answered a range request at {offset} with "
+                        f"{response.headers.get('Content-Range')!r}; starting over",
+                        url=request.url, episode=request.key,
+                    )
+                )
+            return None if match.group(3) == "*" else int(match.group(3))
+        if status == 200:
+            if offset:
+                log.info("%s: server sent the whole file again; starting over", request.key)
+                await self._forget(request, sink)
+            length = response.headers.get("Content-Length", "")
+            return int(length) if length.isdigit() else None
+        if status == 416:
+            match = _UNSATISFIED_RANGE.match(response.headers.get("Content-Range", ""))
+            total = int(match.group(1)) if match else None
+            if offset and total == offset:
+                return total
+            await self._forget(request, sink)
+            raise _Transient(
+                ResumeMismatchError(
+                    f"server refused the range at {offset} (total {total}); starting over",
+                    url=request.url, episode=request.key,
+                )
+            )
+        raise self._status_error(request, response)
+
+    async def _forget(self, request: DownloadRequest, sink: _Sink) -> None:
+        """Throw the partial bytes away so that the transfer starts at zero."""
+        self.on_event(Restarted(request.key, sink.size))
+        await asyncio.to_thread(sink.restart)
+        with contextlib.suppress(FileNotFoundError):
+            sidecar_path(request.partial).unlink()
+
+    def _size_limit(self, request: DownloadRequest, announced: int | None) -> int:
+        """How many bytes may arrive before the body counts as too long."""
+        expected = request.expected_bytes
+        if expected is not None and announced is not None and announced != expected:
+            if self.settings.size_mismatch == "fail":
+                raise SizeMismatchError(
+                    expected, announced, episode=request.key,
+                    detail=f"the server announces {announced}",
+                )
+            return announced
+        if announced is not None:
+            return announced
+        if expected is not None:
+            return expected if self.settings.size_mismatch == "fail" else expected * 2
+        return self.settings.max_bytes
+
+    async def _open(self, request: DownloadRequest, headers: dict[str, str]) -> httpx.Response:
+        """Send the request, following redirects by hand; returns an open response."""
+        assert self._client is not None
+        url = request.url
+        for _hop in range(self.settings.max_redirects + 1):
+            try:
+                response = await self._client.send(
+                    self._client.build_request("GET", url, headers=headers), stream=True
+                )
+            except httpx.TimeoutException:
+                raise _Transient(
+                    IncompleteDownloadError(
+                        "timed out connecting or waiting for an answer",
+                        url=url, episode=request.key,
+                    )
+                ) from None
+            except httpx.TransportError as exc:
+                raise _Transient(
+                    IncompleteDownloadError(
+                        f"connection failed ({type(exc).__name__})", url=url, episode=request.key
+                    )
+                ) from None
+            except (httpx.InvalidURL, ValueError) as exc:
+                raise DownloadError(
+                    f"invalid URL ({type(exc).__name__})", url=url, episode=request.key
+                ) from None
+            if response.status_code not in REDIRECT_STATUSES:
+                encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+                if encoding not in ("", "identity") and response.status_code < 300:
+                    await response.aclose()
+                    raise DownloadError(
+                        f"server sent Content-Encoding {encoding} although identity was asked",
+                        url=url, episode=request.key,
+                    )
+                return response
+            await response.aclose()
+            location = response.headers.get("Location")
+            if not location:
+                raise RedirectError("redirect without a Location", url=url, episode=request.key)
+            target = urljoin(url, location)
+            scheme = urlsplit(target).scheme.lower()
+            if scheme not in ("http", "https"):
+                raise RedirectError(
+                    f"redirect to a {scheme}: URL refused", url=url, episode=request.key
+                )
+            log.debug("%s: redirected to %s", request.key, redact_url(target))
+            url = target
+        raise RedirectError(
+            f"more than {self.settings.max_redirects} redirects",
+            url=request.url, episode=request.key,
+        )
+
+    def _status_error(self, request: DownloadRequest, response: httpx.Response) -> Exception:
+        status = response.status_code
+        error = HTTPStatusError(status, url=str(response.request.url), episode=request.key)
+        if status in TRANSIENT_STATUSES:
+            retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
+            return _Transient(error, retry_after)
+        return error
+
+    async def _stream(
+        self, request: DownloadRequest, response: httpx.Response, sink: _Sink, limit: int
+    ) -> None:
+        """Copy the body into *sink* in CHUNK_SIZE writes; what arrived is kept on errors."""
+        sniffing = sink.size == 0
+        head = b""
+        buffer = bytearray()
+
+        async def flush() -> None:
+            nonlocal buffer
+            if buffer:
+                data, buffer = buffer, bytearray()
+                await asyncio.to_thread(sink.write, data)
+                self.on_event(Advanced(request.key, len(data)))
+
+        try:
+            async for piece in response.aiter_raw():
+                if sniffing:
+                    head += piece[: 16 - len(head)]
+                    if len(head) >= 16:
+                        self._sniff(request, head)
+                        sniffing = False
+                if sink.size + len(buffer) + len(piece) > limit:
+                    buffer += piece[: limit - sink.size - len(buffer)]
+                    await flush()
+                    expected = request.expected_bytes or limit
+                    raise SizeMismatchError(
+                        expected, limit + 1, episode=request.key,
+                        detail=f"the server sent more than {limit}; cut off",
+                    )
+                buffer += piece
+                if len(buffer) >= CHUNK_SIZE:
+                    await flush()
+        except httpx.TimeoutException:
+            await flush()
+            raise _Transient(
+                IncompleteDownloadError(
+                    f"read timed out after {sink.size} bytes", url=request.url,
+                    episode=request.key,
+                )
+            ) from None
+        except httpx.TransportError as exc:
+            await flush()
+            raise _Transient(
+                IncompleteDownloadError(
+                    f"connection broke after {sink.size} bytes ({type(exc).__name__})",
+                    url=request.url, episode=request.key,
+                )
+            ) from None
+        await flush()
+
+    def _sniff(self, request: DownloadRequest, head: bytes) -> None:
+        if not looks_like_audio(head):
+            raise NotAudioError(
+                f"not audio: the server sent {describe_head(head)}", episode=request.key
+            )
+
+    async def _complete(
+        self, request: DownloadRequest, sink: _Sink, offset: int, validators: _Validators
+    ) -> Downloaded:
+        received = sink.size
+        total = validators.total
+        if total is not None and received < total:
+            raise _Transient(
+                IncompleteDownloadError(
+                    f"body ended after {received} of {total} bytes",
+                    url=request.url, episode=request.key,
+                )
+            )
+        self._sniff(request, await asyncio.to_thread(sink.head, 16))
+        expected = request.expected_bytes
+        discrepancy = False
+        if expected is not None and received != expected:
+            if self.settings.size_mismatch == "fail":
+                raise SizeMismatchError(expected, received, episode=request.key)
+            log.warning(
+                "%s: size differs from the document: expected %d bytes, received %d",
+                request.key, expected, received,
+            )
+            discrepancy = True
+        digest = await asyncio.to_thread(sink.finish)
+        return Downloaded(
+            path=request.partial,
+            size=received,
+            audio_sha256=digest,
+            etag=validators.etag,
+            last_modified=validators.last_modified,
+            expected_bytes=expected,
+            resumed_from=offset,
+            size_discrepancy=discrepancy,
+        )
