@@ -513,8 +513,11 @@ class Downloader:
 
     async def _open(self, request: DownloadRequest, headers: dict[str, str]) -> httpx.Response:
         """Send the request, following redirects by hand; returns an open response."""
+        return await self._get(request.key, request.url, headers)
+
+    async def _get(self, key: str, start_url: str, headers: dict[str, str]) -> httpx.Response:
         assert self._client is not None
-        url = request.url
+        url = start_url
         for _hop in range(self.settings.max_redirects + 1):
             try:
                 response = await self._client.send(
@@ -524,18 +527,18 @@ class Downloader:
                 raise _Transient(
                     IncompleteDownloadError(
                         "timed out connecting or waiting for an answer",
-                        url=url, episode=request.key,
+                        url=url, episode=key,
                     )
                 ) from None
             except httpx.TransportError as exc:
                 raise _Transient(
                     IncompleteDownloadError(
-                        f"connection failed ({type(exc).__name__})", url=url, episode=request.key
+                        f"connection failed ({type(exc).__name__})", url=url, episode=key
                     )
                 ) from None
             except (httpx.InvalidURL, ValueError) as exc:
                 raise DownloadError(
-                    f"invalid URL ({type(exc).__name__})", url=url, episode=request.key
+                    f"invalid URL ({type(exc).__name__})", url=url, episode=key
                 ) from None
             if response.status_code not in REDIRECT_STATUSES:
                 encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
@@ -543,33 +546,71 @@ class Downloader:
                     await response.aclose()
                     raise DownloadError(
                         f"server sent Content-Encoding {encoding} although identity was asked",
-                        url=url, episode=request.key,
+                        url=url, episode=key,
                     )
                 return response
             await response.aclose()
             location = response.headers.get("Location")
             if not location:
-                raise RedirectError("redirect without a Location", url=url, episode=request.key)
+                raise RedirectError("redirect without a Location", url=url, episode=key)
             target = urljoin(url, location)
             scheme = urlsplit(target).scheme.lower()
             if scheme not in ("http", "https"):
                 raise RedirectError(
-                    f"redirect to a {scheme}: URL refused", url=url, episode=request.key
+                    f"redirect to a {scheme}: URL refused", url=url, episode=key
                 )
-            log.debug("%s: redirected to %s", request.key, redact_url(target))
+            log.debug("%s: redirected to %s", key, redact_url(target))
             url = target
         raise RedirectError(
             f"more than {self.settings.max_redirects} redirects",
-            url=request.url, episode=request.key,
+            url=start_url, episode=key,
         )
 
     def _status_error(self, request: DownloadRequest, response: httpx.Response) -> Exception:
-        status = response.status_code
-        error = HTTPStatusError(status, url=str(response.request.url), episode=request.key)
-        if status in TRANSIENT_STATUSES:
-            retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
-            return _Transient(error, retry_after)
-        return error
+        return _status_error(request.key, response)
+
+    async def fetch_small(self, key: str, url: str, *, max_bytes: int) -> bytes:
+        """A small resource (a cover image) in memory, with the same redirect and retry
+        rules as audio; larger than *max_bytes* is an error."""
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.settings.retries + 1),
+            wait=self._wait,
+            retry=retry_if_exception(lambda e: isinstance(e, _Transient)),
+            sleep=asyncio.sleep,
+            reraise=True,
+        )
+        try:
+            async with self._host_limit(url):
+                async for attempt in retrying:
+                    with attempt:
+                        return await self._read_small(key, url, max_bytes)
+        except _Transient as transient:
+            raise transient.error from None
+        raise AssertionError("tenacity ended without a result")  # pragma: no cover
+
+    async def _read_small(self, key: str, url: str, max_bytes: int) -> bytes:
+        response = await self._get(key, url, {})
+        try:
+            if response.status_code != 200:
+                raise _status_error(key, response)
+            data = bytearray()
+            try:
+                async for piece in response.aiter_raw():
+                    data += piece
+                    if len(data) > max_bytes:
+                        raise DownloadError(
+                            f"larger than the {max_bytes}-byte limit", url=url, episode=key
+                        )
+            except httpx.TransportError as exc:
+                raise _Transient(
+                    IncompleteDownloadError(
+                        f"connection broke ({type(exc).__name__})", url=url, episode=key
+                    )
+                ) from None
+            return bytes(data)
+        finally:
+            await response.aclose()
+
 
     async def _stream(
         self, request: DownloadRequest, response: httpx.Response, sink: _Sink, limit: int
@@ -662,3 +703,12 @@ class Downloader:
             resumed_from=offset,
             size_discrepancy=discrepancy,
         )
+
+
+def _status_error(key: str, response: httpx.Response) -> Exception:
+    """A typed error for a status that is not success; transient ones marked for retry."""
+    status = response.status_code
+    error = HTTPStatusError(status, url=str(response.request.url), episode=key)
+    if status in TRANSIENT_STATUSES:
+        return _Transient(error, _retry_after_seconds(response.headers.get("Retry-After")))
+    return error

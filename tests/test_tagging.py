@@ -1,0 +1,307 @@
+"""Tags read back with mutagen and with ffprobe: frames, chapter order, audio untouched."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import struct
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from conftest import DOCS, SEED_DOC, ffprobe, ffprobe_chapters
+from mp3factory import FRAME_MS, id3v1_tag, id3v2_tag, mp3_bytes, text_frame_v23
+from mutagen.id3 import CHAP, CTOC, ID3, TIT2, CTOCFlags, Encoding
+
+from fetcher.audio import id3v2_size, measure_duration_ms, payload_sha256
+from fetcher.model import Chapter, Episode
+from fetcher.sources.frontmatter import read_document
+from fetcher.tagging import (
+    PADDING,
+    Tagged,
+    TagSettings,
+    recover_journals,
+    tag_fingerprint,
+    write_tags,
+)
+
+SEED = read_document(SEED_DOC)[0]
+assert isinstance(SEED, Episode)
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(200)
+
+
+def episode_for(doc: Path) -> Episode:
+    entry = read_document(doc)[0]
+    assert isinstance(entry, Episode)
+    return entry
+
+
+def make_mp3(tmp_path: Path, duration_ms: int, prefix: bytes = b"", suffix: bytes = b"",
+             name: str = "ep.mp3") -> tuple[Path, bytes]:
+    audio = mp3_bytes(duration_ms, seed=duration_ms % 97)
+    path = tmp_path / name
+    path.write_bytes(prefix + audio + suffix)
+    return path, audio
+
+
+def tag(path: Path, episode: Episode, **kwargs: object) -> Tagged:
+    return write_tags(path, episode, duration_ms=measure_duration_ms(path), **kwargs)  # type: ignore[arg-type]
+
+
+def test_seed_episode_round_trip(tmp_path: Path) -> None:
+    # Long enough for every chapter of 603 (the last starts at 58:30).
+    path, audio = make_mp3(tmp_path, 3_630_000)
+    duration = measure_duration_ms(path)
+    assert duration is not None
+    result = tag(path, SEED, cover=PNG)
+    assert result.chapters == 7
+
+    # ffprobe: chapters in order, exact ms, titles; the last ends at the real duration.
+    starts = [0, 103_000, 563_000, 2_310_000, 2_453_000, 3_267_000, 3_510_000]
+    expected = [
+        (start, end, title)
+        for start, end, title in zip(
+            starts, [*starts[1:], duration],
+            ["Intro", "Interview with Hannah Anderson", "Oxidizing the Kernel",
+             "Housekeeping", "Boosts", "Pick", "Outro"], strict=True,
+        )
+    ]
+    assert ffprobe_chapters(path) == expected
+    tags = ffprobe(path)["format"]["tags"]
+    assert tags["title"] == "All Your Kernels Belong to Rust"
+    assert tags["album"] == "LINUX Unplugged"
+    assert tags["artist"] == "brent, chris, wes"
+    assert tags["track"] == "603"
+    assert tags["genre"] == "Podcast"
+    assert tags["date"].startswith("2025")
+
+    # mutagen, without translating to v2.4 on load: version, frames, CTOC.
+    id3 = ID3(path, translate=False)
+    assert id3.version[:2] == (2, 3)
+    assert str(id3["TIT2"]) == SEED.title
+    assert str(id3["TYER"]) == "2025" and str(id3["TDAT"]) == "2402" and str(id3["TIME"]) == "0215"
+    assert str(id3["TGID"]) == SEED.guid
+    assert id3["PCST"].value == 0
+    assert id3["WOAF"].url == SEED.page_url
+    assert str(id3["COMM::eng"]) == SEED.description
+    assert str(id3["COMM:Show Notes:eng"]) == SEED.show_notes
+    assert str(id3["TDES"]) == SEED.description
+    assert id3.getall("APIC")[0].data == PNG and id3.getall("APIC")[0].type == 3
+    (toc,) = id3.getall("CTOC")
+    assert toc.flags == CTOCFlags.TOP_LEVEL | CTOCFlags.ORDERED
+    assert toc.child_element_ids == [f"chp{i}" for i in range(7)]
+    for chap in id3.getall("CHAP"):
+        assert chap.start_offset == chap.end_offset == 0xFFFFFFFF
+        assert "TIT2" in chap.sub_frames
+
+    # The audio is byte-for-byte what it was.
+    assert payload_sha256(path) == hashlib.sha256(audio).hexdigest()
+    tag_size = id3v2_size(path.read_bytes()[:10])
+    assert tag_size is not None and path.read_bytes()[tag_size:] == audio
+
+
+def test_frame_order_in_the_file(tmp_path: Path) -> None:
+    """CTOC before the CHAP frames, CHAPs in start order, pictures last."""
+    path, _ = make_mp3(tmp_path, 3_630_000)
+    tag(path, SEED, cover=PNG)
+    data = path.read_bytes()
+    size = id3v2_size(data[:10])
+    assert size is not None
+    order: list[str] = []
+    position = 10
+    while position < size:
+        frame_id = data[position : position + 4]
+        if frame_id == b"\x00\x00\x00\x00":
+            break
+        (length,) = struct.unpack(">I", data[position + 4 : position + 8])
+        body = data[position + 10 : position + 10 + length]
+        order.append(frame_id.decode() + (":" + body.split(b"\x00")[0].decode()
+                                          if frame_id in (b"CHAP", b"CTOC") else ""))
+        position += 10 + length
+    assert order[0] == "TIT2"
+    chapter_part = [f for f in order if f.startswith(("CHAP", "CTOC"))]
+    assert chapter_part == ["CTOC:toc", *[f"CHAP:chp{i}" for i in range(7)]]
+    assert order[-1] == "APIC"
+    assert order.index("CTOC:toc") > order.index("COMM")
+
+
+def test_pcst_is_four_zero_bytes(tmp_path: Path) -> None:
+    path, _ = make_mp3(tmp_path, 2_000)
+    tag(path, SEED)
+    data = path.read_bytes()
+    at = data.index(b"PCST")
+    assert data[at + 4 : at + 8] == struct.pack(">I", 4)
+    assert data[at + 10 : at + 14] == b"\x00\x00\x00\x00"
+
+
+@pytest.mark.parametrize(
+    ("doc", "count"),
+    [("duplicate-chapters-0474.md", 18), ("float-chapter-times-0616.md", None),
+     ("no-chapters-0001.md", 0), ("string-bytes-0553.md", None)],
+)
+def test_real_documents_with_quirks(tmp_path: Path, doc: str, count: int | None) -> None:
+    episode = episode_for(DOCS / doc)
+    last = episode.chapters[-1].start_ms if episode.chapters else 0
+    path, audio = make_mp3(tmp_path, last + 5_000)
+    tag(path, episode)
+    chapters = ffprobe_chapters(path)
+    assert [c[0] for c in chapters] == [c.start_ms for c in episode.chapters]
+    assert [c[2] for c in chapters] == [c.title for c in episode.chapters]
+    if count is not None:
+        assert len(chapters) == count
+    if not episode.chapters:
+        assert ID3(path).getall("CTOC") == []
+    assert payload_sha256(path) == hashlib.sha256(audio).hexdigest()
+
+
+def test_long_unicode_titles_survive(tmp_path: Path) -> None:
+    long_title = "🐧 Ein sehr langer Kapiteltitel mit Umlauten äöü und Emoji 🎙️ " * 3
+    episode = dataclasses.replace(
+        SEED,
+        title="Épisode " + long_title,
+        chapters=(Chapter(0, 1_000, long_title), Chapter(1_000, None, "zwei ✓")),
+    )
+    path, _ = make_mp3(tmp_path, 3_000)
+    tag(path, episode)
+    assert len(long_title) > 60
+    assert ffprobe_chapters(path) == [(0, 1_000, long_title), (1_000, 3_000 // FRAME_MS * FRAME_MS,
+                                                                "zwei ✓")]
+    assert ffprobe(path)["format"]["tags"]["title"] == "Épisode " + long_title
+
+
+def test_255_visible_chapters_and_more(tmp_path: Path) -> None:
+    chapters = tuple(Chapter(i * 1_000, None, f"c{i}") for i in range(300))
+    episode = dataclasses.replace(SEED, chapters=chapters)
+    path, _ = make_mp3(tmp_path, 301_000)
+    result = tag(path, episode)
+    assert result.chapters == 255
+    read = ffprobe_chapters(path)
+    assert len(read) == 255
+    assert read[-1][0] == 254_000 and read[-1][1] == measure_duration_ms(path)
+    assert len(ID3(path).getall("CTOC")[0].child_element_ids) == 255
+
+
+def test_hidden_chapters_omitted_or_untoc(tmp_path: Path) -> None:
+    chapters = (Chapter(0, None, "a"), Chapter(1_000, None, "ad", toc=False),
+                Chapter(2_000, None, "b"))
+    episode = dataclasses.replace(SEED, chapters=chapters)
+    omit, _ = make_mp3(tmp_path, 3_000, name="omit.mp3")
+    tag(omit, episode)
+    assert [c[2] for c in ffprobe_chapters(omit)] == ["a", "b"]
+    assert ffprobe_chapters(omit)[0][1] == 1_000  # ends where the hidden one began
+    untoc, _ = make_mp3(tmp_path, 3_000, name="untoc.mp3")
+    tag(untoc, episode, settings=TagSettings(hidden_chapters="untoc"))
+    assert [c[2] for c in ffprobe_chapters(untoc)] == ["a", "ad", "b"]
+    assert ID3(untoc).getall("CTOC")[0].child_element_ids == ["chp0", "chp2"]
+
+
+def test_chapter_url_becomes_wxxx_and_images_only_when_enabled(tmp_path: Path) -> None:
+    chapters = (Chapter(0, None, "a", url="https://example.org/ä", img="/img/a.png"),)
+    episode = dataclasses.replace(SEED, chapters=chapters)
+    path, _ = make_mp3(tmp_path, 2_000)
+    images = {"https://www.jupiterbroadcasting.com/img/a.png": PNG}
+    tag(path, episode, images=images)
+    chap = ID3(path).getall("CHAP")[0]
+    assert chap.sub_frames.getall("WXXX")[0].url == "https://example.org/%C3%A4"
+    assert chap.sub_frames.getall("APIC") == []
+    tag(path, episode, images=images, settings=TagSettings(chapter_images=True))
+    assert ID3(path).getall("CHAP")[0].sub_frames.getall("APIC")[0].data == PNG
+
+
+def test_host_tag_with_little_padding_keeps_foreign_frames(tmp_path: Path) -> None:
+    host = id3v2_tag(text_frame_v23("TIT2", "Host title") + text_frame_v23("TENC", "HostEnc"),
+                     padding=4)
+    path, audio = make_mp3(tmp_path, 2_000, prefix=host, suffix=id3v1_tag())
+    result = tag(path, SEED)
+    assert not result.in_place  # did not fit: rewritten through a temporary file
+    id3 = ID3(path)
+    assert str(id3["TIT2"]) == SEED.title
+    assert str(id3["TENC"]) == "HostEnc"
+    assert not path.read_bytes().endswith(id3v1_tag())  # ID3v1 removed
+    assert payload_sha256(path) == hashlib.sha256(audio).hexdigest()
+    assert not list(tmp_path.glob("*.tagging"))
+
+
+def _host_chapters(path: Path) -> None:
+    id3 = ID3()
+    id3.add(TIT2(encoding=Encoding.UTF16, text=["host"]))
+    id3.add(CTOC(element_id="hosttoc", flags=CTOCFlags.TOP_LEVEL, child_element_ids=["h0"],
+                 sub_frames=[]))
+    id3.add(CHAP(element_id="h0", start_time=0, end_time=1_500, start_offset=0xFFFFFFFF,
+                 end_offset=0xFFFFFFFF, sub_frames=[TIT2(encoding=3, text=["Host chapter"])]))
+    id3.save(path, v2_version=3)
+
+
+def test_host_chapters_replaced_when_the_episode_has_chapters(tmp_path: Path) -> None:
+    path, _ = make_mp3(tmp_path, 2_000)
+    _host_chapters(path)
+    episode = dataclasses.replace(SEED, chapters=(Chapter(0, None, "ours"),))
+    tag(path, episode)
+    assert [c[2] for c in ffprobe_chapters(path)] == ["ours"]
+    assert [t.element_id for t in ID3(path).getall("CTOC")] == ["toc"]
+
+
+def test_host_chapters_kept_when_the_episode_has_none(tmp_path: Path) -> None:
+    path, _ = make_mp3(tmp_path, 2_000)
+    _host_chapters(path)
+    tag(path, dataclasses.replace(SEED, chapters=()))
+    assert ffprobe_chapters(path) == [(0, 1_500, "Host chapter")]
+
+
+def test_retag_in_place_writes_only_the_tag(tmp_path: Path) -> None:
+    path, audio = make_mp3(tmp_path, 3_630_000)
+    first = tag(path, SEED)
+    size_before = path.stat().st_size
+    changed = dataclasses.replace(SEED, title="Corrected title")
+    second = tag(path, changed, journal_dir=tmp_path / "journal")
+    assert second.in_place and second.written_bytes == first.tag_bytes
+    assert second.written_bytes <= 128 * 1024
+    assert path.stat().st_size == size_before
+    assert str(ID3(path)["TIT2"]) == "Corrected title"
+    assert payload_sha256(path) == hashlib.sha256(audio).hexdigest()
+    assert not list((tmp_path / "journal").iterdir())
+    assert first.tag_bytes >= PADDING
+
+
+def test_interrupted_in_place_write_is_rolled_back(tmp_path: Path) -> None:
+    path, _ = make_mp3(tmp_path, 2_000)
+    tag(path, SEED)
+    good = path.read_bytes()
+    journal = tmp_path / "journal"
+    from fetcher import tagging
+
+    original = tagging._overwrite_in_place
+
+    def crash_after_journal(target: Path, data: bytes, strip: bool, jdir: Path | None) -> None:
+        tagging._write_journal(jdir, target, len(data))  # type: ignore[arg-type]
+        with target.open("r+b") as file:
+            file.write(data[: len(data) // 2])  # torn write, then "power loss"
+        raise KeyboardInterrupt
+
+    tagging._overwrite_in_place = crash_after_journal  # type: ignore[assignment]
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            tag(path, dataclasses.replace(SEED, title="x" * 500), journal_dir=journal)
+    finally:
+        tagging._overwrite_in_place = original  # type: ignore[assignment]
+    assert path.read_bytes() != good
+    assert recover_journals(journal) == [path.resolve()]
+    assert path.read_bytes() == good
+    assert list(journal.iterdir()) == []
+
+
+def test_date_is_written_in_utc(tmp_path: Path) -> None:
+    late = dataclasses.replace(SEED, date=datetime(2024, 12, 31, 23, 30, tzinfo=UTC))
+    path, _ = make_mp3(tmp_path, 2_000)
+    tag(path, late)
+    id3 = ID3(path, translate=False)
+    assert (str(id3["TYER"]), str(id3["TDAT"]), str(id3["TIME"])) == ("2024", "3112", "2330")
+
+
+def test_fingerprint_changes_with_metadata_only() -> None:
+    settings = TagSettings()
+    same = tag_fingerprint(SEED, settings)
+    assert tag_fingerprint(dataclasses.replace(SEED), settings) == same
+    assert tag_fingerprint(dataclasses.replace(SEED, title="new"), settings) != same
+    assert tag_fingerprint(SEED, TagSettings(cover=False)) != same
+    assert tag_fingerprint(dataclasses.replace(SEED, expected_bytes=1), settings) == same
