@@ -1,20 +1,42 @@
 """The command line: parses arguments, calls the library, renders, maps to exit codes.
 
-Exit codes: 0 all ok, 1 one or more episodes failed, 2 usage or configuration error,
-3 another sync holds the archive's lock, 130 interrupted.
+Exit codes: 0 all ok, 1 one or more episodes failed (or verify found a problem),
+2 usage or configuration error, 3 another sync holds the archive's lock,
+130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from fetcher import __version__, render
+from fetcher import render
+from fetcher._version import __version__
+from fetcher.archive import Archive
+from fetcher.audio import measure_duration_ms
+from fetcher.config import Config, load_config
+from fetcher.download import Downloader
+from fetcher.errors import (
+    ArchiveError,
+    ArchiveLockedError,
+    ConfigError,
+    FetcherError,
+    SourceError,
+)
+from fetcher.model import Episode
+from fetcher.progress import ProgressView
 from fetcher.sources import load_episodes
+from fetcher.sources.frontmatter import read_document
+from fetcher.sync import sync
+from fetcher.tagging import cover_url, picture_mime, write_tags
+from fetcher.verify import verify_archive
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -37,17 +59,44 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fetcher {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
+    run = commands.add_parser("sync", help="download, verify, tag and record new episodes")
+    run.add_argument("sources", nargs="*", type=Path, metavar="SOURCE",
+                     help="episode documents or directories (default: [sources] paths)")
+    _add_config(run)
+    run.add_argument("-o", "--output", type=Path, help="archive directory ([archive] dir)")
+    run.add_argument("-j", "--jobs", type=int, help="concurrent downloads ([download] jobs)")
+    run.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    run.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
+    _add_verbosity(run)
+
+    check = commands.add_parser("verify", help="re-hash archived files against the manifest")
+    _add_config(check)
+    check.add_argument("-o", "--output", type=Path, help="archive directory ([archive] dir)")
+    check.add_argument("--json", action="store_true", help="print one JSON report")
+    _add_verbosity(check)
+
     show = commands.add_parser("show", help="list what episode documents contain")
     show.add_argument("sources", nargs="+", type=Path, metavar="SOURCE")
     show.add_argument("--json", action="store_true", help="print one JSON array")
     _add_verbosity(show)
+
+    tag = commands.add_parser("tag", help="tag one existing MP3 from one episode document")
+    tag.add_argument("mp3", type=Path, metavar="MP3")
+    tag.add_argument("doc", type=Path, metavar="DOC")
+    _add_config(tag)
+    _add_verbosity(tag)
     return parser
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", type=Path, help="TOML configuration file")
 
 
 def _add_verbosity(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("-q", "--quiet", action="store_true", help="only errors")
-    group.add_argument("-v", "--verbose", action="store_true", help="debug output")
+    group.add_argument("-q", "--quiet", action="store_true", help="errors only (for cron)")
+    group.add_argument("-v", "--verbose", action="store_true",
+                       help="debug output, tracebacks on errors")
 
 
 def _setup_logging(args: argparse.Namespace) -> None:
@@ -64,11 +113,75 @@ def _setup_logging(args: argparse.Namespace) -> None:
     root.propagate = False
 
 
+def _config(args: argparse.Namespace) -> Config:
+    config = load_config(args.config)
+    output = getattr(args, "output", None)
+    if output is not None:
+        config = replace(config, archive=replace(config.archive, dir=output))
+    jobs = getattr(args, "jobs", None)
+    if jobs is not None:
+        if not 1 <= jobs <= 64:
+            raise ConfigError("must be from 1 to 64", key="--jobs")
+        config = replace(config, download=replace(config.download, jobs=jobs))
+    return config
+
+
+def _print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+# --- commands -----------------------------------------------------------------------
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    config = _config(args)
+    if not args.sources and not config.sources.paths:
+        raise ConfigError("no sources: name them on the command line or in [sources] paths")
+    if args.dry_run:
+        report = sync(config, sources=args.sources, dry_run=True)
+        if args.json:
+            _print_json(render.plan_json(report.plan))
+        else:
+            print("\n".join(render.plan_text(report.plan)))
+        return EXIT_OK
+    bars = sys.stderr.isatty() and not args.quiet
+    view = ProgressView(sys.stderr, bars=bars)
+    try:
+        report = sync(config, sources=args.sources, on_event=view, handle_signals=True)
+    finally:
+        view.close()
+    for outcome in report.outcomes:
+        if outcome.status.value == "failed" and outcome.episode is None:
+            log.error("%s", outcome.error)
+    if args.json:
+        _print_json(render.report_json(report))
+    elif not args.quiet:
+        print("\n".join(render.summary_table(report)), file=sys.stderr)
+    if report.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    config = _config(args)
+    problems = verify_archive(Archive(config.archive.dir))
+    if args.json:
+        _print_json({
+            "ok": not problems,
+            "problems": [{"guid": r.guid, "path": r.path, "problem": p} for r, p in problems],
+        })
+    for record, problem in problems:
+        log.error("%s: %s", record.path, problem)
+    if not problems and not args.json and not args.quiet:
+        print("archive verified: every file matches the manifest", file=sys.stderr)
+    return EXIT_FAILED if problems else EXIT_OK
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     loaded = load_episodes(args.sources)
     if args.json:
-        json.dump([render.entry_json(e) for e in loaded.entries], sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        _print_json([render.entry_json(e) for e in loaded.entries])
     else:
         for entry in loaded.entries:
             for line in render.entry_text(entry):
@@ -81,12 +194,57 @@ def cmd_show(args: argparse.Namespace) -> int:
     return EXIT_FAILED if loaded.errors else EXIT_OK
 
 
+def cmd_tag(args: argparse.Namespace) -> int:
+    config = _config(args)
+    entries = read_document(args.doc)
+    episodes = [e for e in entries if isinstance(e, Episode)]
+    if len(episodes) != 1:
+        raise SourceError(args.doc, f"holds {len(episodes)} episodes; tag needs exactly one")
+    episode = episodes[0]
+    if not args.mp3.is_file():
+        raise ConfigError(f"{args.mp3}: no such file")
+    duration = measure_duration_ms(args.mp3)
+    if duration is None:
+        log.error("%s: no MPEG audio frames found; not tagged", args.mp3)
+        return EXIT_FAILED
+    cover = asyncio.run(_fetch_cover(config, episode))
+    tagged = write_tags(args.mp3, episode, duration_ms=duration, settings=config.tags,
+                        cover=cover, in_place=False)
+    if not args.quiet:
+        print(f"tagged {args.mp3}: {tagged.chapters} chapters, {tagged.tag_bytes} tag bytes",
+              file=sys.stderr)
+    return EXIT_OK
+
+
+async def _fetch_cover(config: Config, episode: Episode) -> bytes | None:
+    url = cover_url(episode, config.tags)
+    if url is None:
+        return None
+    async with Downloader(config.download) as downloader:
+        try:
+            data = await downloader.fetch_small(episode.label, url,
+                                                max_bytes=config.tags.max_image_bytes)
+        except FetcherError as error:
+            log.warning("%s: cover skipped: %s", episode.label, error)
+            return None
+    return data if picture_mime(data) else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args)
-    handlers = {"show": cmd_show}
+    handlers = {"sync": cmd_sync, "verify": cmd_verify, "show": cmd_show, "tag": cmd_tag}
     try:
         return handlers[args.command](args)
+    except ArchiveLockedError as error:
+        log.error("%s", error)
+        return EXIT_LOCKED
+    except (ConfigError, ArchiveError) as error:
+        log.error("%s", error, exc_info=args.verbose)
+        return EXIT_USAGE
+    except FetcherError as error:
+        log.error("%s", error, exc_info=args.verbose)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         log.error("interrupted")
         return EXIT_INTERRUPTED

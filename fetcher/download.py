@@ -35,7 +35,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from fetcher import __version__
+from fetcher._version import __version__
 from fetcher.audio import PayloadHasher, describe_head, looks_like_audio
 from fetcher.errors import (
     DownloadError,
@@ -407,11 +407,11 @@ class Downloader:
             return await self._transfer(request, sink, validators)
         except FetcherError:
             # Bytes that failed verification are not worth resuming.
-            await asyncio.to_thread(sink.close)
+            sink.close()
             discard_partial(partial)
             raise
         finally:
-            await asyncio.to_thread(sink.close)
+            sink.close()
 
     async def _transfer(
         self, request: DownloadRequest, sink: _Sink, validators: _Validators | None
@@ -444,9 +444,9 @@ class Downloader:
                 total,
             )
             await asyncio.to_thread(_save_validators, request.partial, validators)
-            limit = self._size_limit(request, total)
+            limit, mismatch = self._size_limit(request, total)
             self.on_event(Started(request.key, redact_url(request.url), offset, total))
-            await self._stream(request, response, sink, limit)
+            await self._stream(request, response, sink, limit, mismatch)
         finally:
             await response.aclose()
         return await self._complete(request, sink, offset, validators)
@@ -495,21 +495,25 @@ class Downloader:
         with contextlib.suppress(FileNotFoundError):
             sidecar_path(request.partial).unlink()
 
-    def _size_limit(self, request: DownloadRequest, announced: int | None) -> int:
-        """How many bytes may arrive before the body counts as too long."""
+    def _size_limit(
+        self, request: DownloadRequest, announced: int | None
+    ) -> tuple[int, SizeMismatchError | None]:
+        """How many bytes may arrive before the body counts as too long, and the error
+        to raise once the first bytes are known to be audio when the server's announced
+        size already contradicts the document."""
         expected = request.expected_bytes
         if expected is not None and announced is not None and announced != expected:
             if self.settings.size_mismatch == "fail":
-                raise SizeMismatchError(
+                return announced, SizeMismatchError(
                     expected, announced, episode=request.key,
                     detail=f"the server announces {announced}",
                 )
-            return announced
+            return announced, None
         if announced is not None:
-            return announced
+            return announced, None
         if expected is not None:
-            return expected if self.settings.size_mismatch == "fail" else expected * 2
-        return self.settings.max_bytes
+            return (expected if self.settings.size_mismatch == "fail" else expected * 2), None
+        return self.settings.max_bytes, None
 
     async def _open(self, request: DownloadRequest, headers: dict[str, str]) -> httpx.Response:
         """Send the request, following redirects by hand; returns an open response."""
@@ -613,10 +617,21 @@ class Downloader:
 
 
     async def _stream(
-        self, request: DownloadRequest, response: httpx.Response, sink: _Sink, limit: int
+        self,
+        request: DownloadRequest,
+        response: httpx.Response,
+        sink: _Sink,
+        limit: int,
+        mismatch: SizeMismatchError | None,
     ) -> None:
-        """Copy the body into *sink* in CHUNK_SIZE writes; what arrived is kept on errors."""
+        """Copy the body into *sink* in CHUNK_SIZE writes; what arrived is kept on errors.
+
+        The first bytes are sniffed before anything else is judged, so an HTML error
+        page is reported as "not audio" whatever its size.
+        """
         sniffing = sink.size == 0
+        if mismatch is not None and not sniffing:
+            raise mismatch
         head = b""
         buffer = bytearray()
 
@@ -634,6 +649,8 @@ class Downloader:
                     if len(head) >= 16:
                         self._sniff(request, head)
                         sniffing = False
+                        if mismatch is not None:
+                            raise mismatch
                 if sink.size + len(buffer) + len(piece) > limit:
                     buffer += piece[: limit - sink.size - len(buffer)]
                     await flush()
@@ -645,6 +662,11 @@ class Downloader:
                 buffer += piece
                 if len(buffer) >= CHUNK_SIZE:
                     await flush()
+        except asyncio.CancelledError:
+            # Interrupted: keep what arrived so that the next run resumes from it.
+            if buffer:
+                sink.write(buffer)
+            raise
         except httpx.TimeoutException:
             await flush()
             raise _Transient(
@@ -662,6 +684,10 @@ class Downloader:
                 )
             ) from None
         await flush()
+        if sniffing:
+            self._sniff(request, head)
+        if mismatch is not None:
+            raise mismatch
 
     def _sniff(self, request: DownloadRequest, head: bytes) -> None:
         if not looks_like_audio(head):

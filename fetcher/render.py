@@ -6,6 +6,8 @@ from typing import Any
 
 from fetcher.errors import SourceError
 from fetcher.model import Chapter, Episode, Skipped
+from fetcher.plan import Action, Plan
+from fetcher.sync import Outcome, Status, SyncReport
 
 
 def clock(ms: int) -> str:
@@ -92,3 +94,86 @@ def entry_text(entry: Episode | Skipped | SourceError) -> list[str]:
 
 def show_summary(episodes: int, skipped: int, errors: int) -> str:
     return f"{episodes} episodes, {skipped} skipped, {errors} errors"
+
+
+# --- sync and verify ----------------------------------------------------------------
+
+STATUS_WORDS = {
+    Status.DOWNLOADED: "downloaded",
+    Status.RETAGGED: "re-tagged",
+    Status.UP_TO_DATE: "up to date",
+    Status.SKIPPED: "skipped",
+    Status.FAILED: "failed",
+}
+ACTION_WORDS = {
+    Action.DOWNLOAD: "download",
+    Action.RETAG: "re-tag",
+    Action.UP_TO_DATE: "up to date",
+    Action.SKIP: "skip",
+    Action.INVALID: "error",
+}
+
+
+def outcome_json(outcome: Outcome) -> dict[str, Any]:
+    episode = outcome.episode
+    return {
+        "source": str(outcome.source) if outcome.source else None,
+        "guid": episode.guid if episode else None,
+        "show_slug": episode.show_slug if episode else None,
+        "episode": episode.episode if episode else None,
+        "title": episode.title if episode else None,
+        "status": outcome.status.value,
+        "path": str(outcome.path) if outcome.path else None,
+        "bytes": outcome.bytes,
+        "error": outcome.error,
+    }
+
+
+def report_json(report: SyncReport) -> dict[str, Any]:
+    return {
+        "ok": report.ok,
+        "interrupted": report.interrupted,
+        "counts": {status.value: report.count(status) for status in Status},
+        "episodes": [outcome_json(o) for o in report.outcomes],
+    }
+
+
+def plan_json(plan: Plan) -> dict[str, Any]:
+    return {
+        "dry_run": True,
+        "counts": {action.value: plan.count(action) for action in Action},
+        "episodes": [
+            {
+                "source": str(step.source) if step.source else None,
+                "guid": step.episode.guid if step.episode else None,
+                "episode": step.episode.episode if step.episode else None,
+                "title": step.episode.title if step.episode else None,
+                "action": step.action.value,
+                "reason": step.reason,
+                "path": str(step.path) if step.path else None,
+            }
+            for step in plan.steps
+        ],
+    }
+
+
+def plan_text(plan: Plan) -> list[str]:
+    lines = []
+    for step in plan.steps:
+        if step.action is Action.UP_TO_DATE:
+            continue
+        name = step.episode.label if step.episode else str(step.source)
+        target = f" -> {step.path}" if step.path and step.action is Action.DOWNLOAD else ""
+        lines.append(f"{ACTION_WORDS[step.action]:<10}  {name}{target}  ({step.reason})")
+    counts = ", ".join(f"{plan.count(a)} {ACTION_WORDS[a]}" for a in Action)
+    lines.append(f"dry run: {counts}; nothing was written")
+    return lines
+
+
+def summary_table(report: SyncReport) -> list[str]:
+    lines = [f"{STATUS_WORDS[s]:<12}{report.count(s):>7}" for s in Status]
+    total = sum(o.bytes or 0 for o in report.outcomes if o.status is Status.DOWNLOADED)
+    lines.append(f"{'new bytes':<12}{size(total):>12}")
+    if report.interrupted:
+        lines.append("interrupted: partial downloads are kept; the next run resumes them")
+    return lines

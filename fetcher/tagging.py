@@ -345,11 +345,16 @@ def write_tags(
     cover: bytes | None = None,
     images: Mapping[str, bytes] | None = None,
     journal_dir: Path | None = None,
+    in_place: bool = True,
 ) -> Tagged:
-    """Tag *path* for *episode*; raises TagError. See the module docstring."""
+    """Tag *path* for *episode*; raises TagError. See the module docstring.
+
+    With ``in_place=False`` the file is always rewritten through a temporary sibling
+    (for files fetcher does not keep a journal for).
+    """
     try:
         return _write_tags(path, episode, duration_ms, settings, cover, images or {},
-                           journal_dir)
+                           journal_dir, in_place)
     except TagError:
         raise
     except OSError as exc:
@@ -366,6 +371,7 @@ def _write_tags(
     cover: bytes | None,
     images: Mapping[str, bytes],
     journal_dir: Path | None,
+    in_place: bool,
 ) -> Tagged:
     declared = episode.declared_duration_s
     if (
@@ -392,7 +398,7 @@ def _write_tags(
     strip_v1 = _has_id3v1(path)
     written_chapters = sum(1 for c in chapters if c.toc or settings.hidden_chapters == "untoc")
 
-    if region and needed <= region:
+    if in_place and region and needed <= region:
         tag = render_tag(frames, version=settings.id3_version, size=region)
         _overwrite_in_place(path, tag, strip_v1, journal_dir)
         return Tagged(len(tag), len(tag), True, written_chapters)

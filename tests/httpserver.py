@@ -8,6 +8,7 @@ logged for assertions.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import os
@@ -76,6 +77,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         return None
+
+    def handle(self) -> None:
+        # Clients that hang up (a cancelled download, a refused redirect) are normal here.
+        with contextlib.suppress(ConnectionError, OSError):
+            super().handle()
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]

@@ -6,20 +6,30 @@ import fetcher
 def test_public_api_is_pinned() -> None:
     assert sorted(fetcher.__all__) == sorted(
         [
+            "Action",
             "ArchiveError",
             "ArchiveLockedError",
             "Chapter",
+            "Config",
             "ConfigError",
             "DownloadError",
             "Episode",
             "FetcherError",
             "ManifestError",
+            "Outcome",
+            "Plan",
             "Skipped",
             "SourceError",
+            "Status",
+            "SyncReport",
             "TagError",
             "VerifyError",
             "__version__",
+            "build_plan",
+            "load_config",
             "load_episodes",
+            "sync",
+            "verify_archive",
         ]
     )
     for name in fetcher.__all__:

@@ -1,0 +1,160 @@
+"""The TOML configuration, read into frozen dataclasses; every error names its key.
+
+Relative paths in the file are taken relative to the file's own directory, so a config
+works from wherever cron starts fetcher.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from fetcher.archive import DEFAULT_TEMPLATE, check_template
+from fetcher.download import DEFAULT_USER_AGENT, DownloadSettings
+from fetcher.errors import ConfigError
+from fetcher.tagging import TagSettings
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveConfig:
+    dir: Path = Path("archive")
+    filename: str = DEFAULT_TEMPLATE
+
+
+@dataclass(frozen=True, slots=True)
+class SourcesConfig:
+    paths: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    archive: ArchiveConfig = field(default_factory=ArchiveConfig)
+    sources: SourcesConfig = field(default_factory=SourcesConfig)
+    download: DownloadSettings = field(default_factory=DownloadSettings)
+    tags: TagSettings = field(default_factory=TagSettings)
+
+
+# Each key: (type check, converter, validator message or None).
+Check = Callable[[Any], bool]
+
+
+def _int(low: int, high: int) -> Check:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
+
+
+def _number(low: float, high: float) -> Check:
+    return lambda v: isinstance(v, int | float) and not isinstance(v, bool) and low <= v <= high
+
+
+def _choice(*options: object) -> Check:
+    return lambda v: v in options and type(v) in {type(o) for o in options}
+
+
+def _string(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _boolean(v: Any) -> bool:
+    return isinstance(v, bool)
+
+
+def _string_list(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(item, str) for item in v)
+
+
+SCHEMA: dict[str, dict[str, tuple[Check, str]]] = {
+    "archive": {
+        "dir": (_string, "a path"),
+        "filename": (_string, "a filename template"),
+    },
+    "sources": {
+        "paths": (_string_list, "a list of paths"),
+    },
+    "download": {
+        "jobs": (_int(1, 64), "a whole number from 1 to 64"),
+        "per_host": (_int(1, 64), "a whole number from 1 to 64"),
+        "retries": (_int(0, 20), "a whole number from 0 to 20"),
+        "backoff": (_number(0, 600), "seconds from 0 to 600"),
+        "timeout": (_number(0.1, 3600), "seconds from 0.1 to 3600"),
+        "user_agent": (_string, "text"),
+        "size_mismatch": (_choice("fail", "accept"), '"fail" or "accept"'),
+    },
+    "tags": {
+        "id3_version": (_choice(3, 4), "3 or 4"),
+        "cover": (_boolean, "true or false"),
+        "image_base_url": (_string, "a URL, or empty for the episode page's origin"),
+        "chapter_images": (_boolean, "true or false"),
+        "hidden_chapters": (_choice("omit", "untoc"), '"omit" or "untoc"'),
+    },
+}
+
+
+def load_config(path: Path | None) -> Config:
+    """Read *path* (None: all defaults); raises ConfigError naming the key."""
+    if path is None:
+        return Config()
+    try:
+        with path.open("rb") as file:
+            data = tomllib.load(file)
+    except FileNotFoundError:
+        raise ConfigError("no such configuration file", path=path) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror or exc}", path=path) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid TOML: {exc}", path=path) from None
+    return parse_config(data, base=path.parent, path=path)
+
+
+def parse_config(data: Mapping[str, Any], *, base: Path, path: Path | None = None) -> Config:
+    for section, values in data.items():
+        if section not in SCHEMA:
+            raise ConfigError(f"unknown section (known: {', '.join(SCHEMA)})", key=section,
+                              path=path)
+        if not isinstance(values, dict):
+            raise ConfigError("must be a table", key=section, path=path)
+        for key, value in values.items():
+            name = f"{section}.{key}"
+            if key not in SCHEMA[section]:
+                known = ", ".join(SCHEMA[section])
+                raise ConfigError(f"unknown key (known: {known})", key=name, path=path)
+            check, expected = SCHEMA[section][key]
+            if not check(value):
+                raise ConfigError(f"must be {expected}, not {value!r}", key=name, path=path)
+
+    archive = data.get("archive", {})
+    filename = archive.get("filename", DEFAULT_TEMPLATE)
+    try:
+        check_template(filename)
+    except ValueError as exc:
+        raise ConfigError(str(exc), key="archive.filename", path=path) from None
+    archive_config = ArchiveConfig(
+        dir=_resolve(base, archive.get("dir", "archive")), filename=filename
+    )
+    if not str(archive.get("dir", "archive")).strip():
+        raise ConfigError("must not be empty", key="archive.dir", path=path)
+    sources = SourcesConfig(
+        tuple(_resolve(base, p) for p in data.get("sources", {}).get("paths", []))
+    )
+    download = _fill(DownloadSettings(), data.get("download", {}))
+    if not download.user_agent.strip():
+        download = replace(download, user_agent=DEFAULT_USER_AGENT)
+    tags_data = dict(data.get("tags", {}))
+    if tags_data.get("image_base_url") == "":
+        tags_data["image_base_url"] = None
+    tags = _fill(TagSettings(), tags_data)
+    return Config(archive_config, sources, download, tags)
+
+
+def _resolve(base: Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def _fill(default: T, values: Mapping[str, Any]) -> T:
+    known = {f.name for f in fields(default)}  # type: ignore[arg-type]
+    return replace(default, **{k: v for k, v in values.items() if k in known})  # type: ignore[type-var]

@@ -1,0 +1,224 @@
+"""The manifest: an SQLite database inside the archive that remembers every episode.
+
+Schema changes are ordered migrations; ``PRAGMA user_version`` holds the version and
+``PRAGMA application_id`` marks the file as fetcher's, so a foreign or newer database is
+refused with a clear message instead of being altered.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from fetcher.errors import ManifestError
+
+APPLICATION_ID = 0x46455443  # "FETC"
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the first schema.
+    """
+    CREATE TABLE episodes (
+        guid            TEXT PRIMARY KEY,
+        show_slug       TEXT NOT NULL,
+        source          TEXT NOT NULL,
+        url             TEXT NOT NULL,
+        path            TEXT UNIQUE,
+        expected_bytes  INTEGER,
+        received_bytes  INTEGER,
+        file_bytes      INTEGER,
+        file_mtime_ns   INTEGER,
+        audio_sha256    TEXT,
+        file_sha256     TEXT,
+        etag            TEXT,
+        last_modified   TEXT,
+        tag_hash        TEXT,
+        duration_ms     INTEGER,
+        size_discrepancy INTEGER NOT NULL DEFAULT 0,
+        archived_at     TEXT,
+        updated_at      TEXT,
+        last_error      TEXT,
+        last_error_at   TEXT
+    );
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One row of the manifest; ``path`` is None until the episode is archived."""
+
+    guid: str
+    show_slug: str
+    source: str
+    url: str
+    path: str | None = None
+    expected_bytes: int | None = None
+    received_bytes: int | None = None
+    file_bytes: int | None = None
+    file_mtime_ns: int | None = None
+    audio_sha256: str | None = None
+    file_sha256: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    tag_hash: str | None = None
+    duration_ms: int | None = None
+    size_discrepancy: bool = False
+    archived_at: str | None = None
+    updated_at: str | None = None
+    last_error: str | None = None
+    last_error_at: str | None = None
+
+
+_COLUMNS = [f.name for f in fields(Record)]
+
+
+class Manifest:
+    """Open with ``Manifest.open(path)``; use as a context manager to close it."""
+
+    def __init__(self, connection: sqlite3.Connection, path: Path):
+        self._db = connection
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path, *, create: bool = True) -> Manifest:
+        if not path.exists() and not create:
+            raise ManifestError(f"{path}: no manifest here; is this a fetcher archive?")
+        try:
+            connection = sqlite3.connect(path, isolation_level=None, timeout=5)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=FULL")
+            manifest = cls(connection, path)
+            manifest._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise ManifestError(
+                f"{path}: manifest is damaged or not a database ({exc}); move it aside and "
+                "run 'fetcher verify --rebuild' to rebuild it from the archived files"
+            ) from None
+        return manifest
+
+    @classmethod
+    def open_readonly(cls, path: Path) -> Manifest | None:
+        """The manifest for reading only (a dry run), or None when there is none yet."""
+        if not path.exists():
+            return None
+        try:
+            connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+            manifest = cls(connection, path)
+            manifest._check_version(readonly=True)
+        except sqlite3.DatabaseError as exc:
+            raise ManifestError(f"{path}: manifest is damaged or not a database ({exc})") from None
+        return manifest
+
+    def _check_version(self, *, readonly: bool = False) -> int:
+        db = self._db
+        app_id = db.execute("PRAGMA application_id").fetchone()[0]
+        version: int = db.execute("PRAGMA user_version").fetchone()[0]
+        tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if app_id not in (0, APPLICATION_ID) or (app_id == 0 and tables):
+            raise ManifestError(
+                f"{self.path}: not a fetcher manifest (another program's database); "
+                "move it aside to start a new one"
+            )
+        if version > SCHEMA_VERSION:
+            raise ManifestError(
+                f"{self.path}: manifest schema {version} was written by a newer fetcher "
+                f"(this one knows up to {SCHEMA_VERSION}); upgrade fetcher"
+            )
+        if readonly and version < SCHEMA_VERSION:
+            raise ManifestError(
+                f"{self.path}: manifest schema {version} is older; run fetcher sync to upgrade"
+            )
+        return version
+
+    def _migrate(self) -> None:
+        db = self._db
+        version = self._check_version()
+        for number in range(version, SCHEMA_VERSION):
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {number + 1}")
+                db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Manifest:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        version: int = self._db.execute("PRAGMA user_version").fetchone()[0]
+        return version
+
+    def records(self) -> dict[str, Record]:
+        """Every record, by guid."""
+        try:
+            rows = self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM episodes").fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise ManifestError(f"{self.path}: cannot read the manifest ({exc})") from None
+        return {row[0]: _record(row) for row in rows}
+
+    def get(self, guid: str) -> Record | None:
+        row = self._db.execute(
+            f"SELECT {', '.join(_COLUMNS)} FROM episodes WHERE guid = ?", (guid,)
+        ).fetchone()
+        return _record(row) if row is not None else None
+
+    def iter_archived(self) -> Iterator[Record]:
+        rows = self._db.execute(
+            f"SELECT {', '.join(_COLUMNS)} FROM episodes WHERE path IS NOT NULL ORDER BY path"
+        )
+        for row in rows:
+            yield _record(row)
+
+    def save(self, record: Record) -> None:
+        """Insert or replace one record, durably."""
+        values = asdict(record)
+        values["size_discrepancy"] = int(record.size_discrepancy)
+        placeholders = ", ".join(f":{c}" for c in _COLUMNS)
+        try:
+            self._db.execute(
+                f"INSERT OR REPLACE INTO episodes ({', '.join(_COLUMNS)}) "
+                f"VALUES ({placeholders})",
+                values,
+            )
+        except sqlite3.DatabaseError as exc:
+            raise ManifestError(f"{self.path}: cannot write the manifest ({exc})") from None
+
+    def save_many(self, records: list[Record]) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for record in records:
+                self.save(record)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def record_error(self, guid: str, message: str, when: str) -> None:
+        self._db.execute(
+            "UPDATE episodes SET last_error = ?, last_error_at = ? WHERE guid = ?",
+            (message, when, guid),
+        )
+
+    def delete(self, guid: str) -> None:
+        self._db.execute("DELETE FROM episodes WHERE guid = ?", (guid,))
+
+
+def _record(row: tuple[object, ...]) -> Record:
+    values = dict(zip(_COLUMNS, row, strict=True))
+    values["size_discrepancy"] = bool(values["size_discrepancy"])
+    return Record(**values)  # type: ignore[arg-type]

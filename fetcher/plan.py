@@ -1,0 +1,147 @@
+"""Deciding what each episode needs, from the documents and the manifest alone.
+
+:func:`build_plan` is pure apart from ``stat``: it compares every episode with its
+record and the archived file's size, and never reads file contents, so a run where
+nothing changed costs one stat per episode.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from fetcher.archive import Archive, render_path, with_suffix_for
+from fetcher.errors import SourceError
+from fetcher.manifest import Record
+from fetcher.model import Episode, Skipped
+from fetcher.tagging import TagSettings, tag_fingerprint
+
+
+class Action(enum.Enum):
+    DOWNLOAD = "download"
+    RETAG = "retag"
+    UP_TO_DATE = "up_to_date"
+    SKIP = "skip"
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What to do for one document entry, and why."""
+
+    action: Action
+    reason: str
+    episode: Episode | None = None
+    source: Path | None = None
+    path: PurePosixPath | None = None
+    record: Record | None = None
+    resume_from: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    steps: tuple[Step, ...]
+
+    def count(self, action: Action) -> int:
+        return sum(1 for step in self.steps if step.action is action)
+
+    @property
+    def work(self) -> list[Step]:
+        return [s for s in self.steps if s.action in (Action.DOWNLOAD, Action.RETAG)]
+
+
+StatFn = Callable[[Path], os.stat_result | None]
+
+
+def stat_or_none(path: Path) -> os.stat_result | None:
+    try:
+        return path.stat()
+    except OSError:
+        return None
+
+
+def build_plan(
+    entries: Iterable[Episode | Skipped | SourceError],
+    records: Mapping[str, Record],
+    archive: Archive,
+    template: str,
+    tag_settings: TagSettings,
+    *,
+    stat: StatFn = stat_or_none,
+) -> Plan:
+    entries = list(entries)
+    taken: dict[PurePosixPath, str] = {
+        PurePosixPath(r.path): r.guid for r in records.values() if r.path is not None
+    }
+    steps: list[Step] = []
+    for entry in entries:
+        if isinstance(entry, Skipped):
+            steps.append(Step(Action.SKIP, entry.reason, source=entry.source))
+        elif isinstance(entry, SourceError):
+            steps.append(Step(Action.INVALID, str(entry), source=entry.path))
+        else:
+            steps.append(_decide(entry, records.get(entry.guid), archive, template,
+                                 tag_settings, taken, stat))
+    return Plan(tuple(steps))
+
+
+def _assign_path(
+    episode: Episode, template: str, taken: dict[PurePosixPath, str]
+) -> PurePosixPath:
+    path = render_path(template, episode)
+    owner = taken.get(path)
+    if owner is not None and owner != episode.guid:
+        path = with_suffix_for(path, episode.guid)
+    taken[path] = episode.guid
+    return path
+
+
+def _decide(
+    episode: Episode,
+    record: Record | None,
+    archive: Archive,
+    template: str,
+    tag_settings: TagSettings,
+    taken: dict[PurePosixPath, str],
+    stat: StatFn,
+) -> Step:
+    def download(reason: str, path: PurePosixPath) -> Step:
+        partial = stat(archive.partial_path(episode.guid))
+        resume = partial.st_size if partial is not None else 0
+        if resume:
+            reason += f"; resume from {resume} bytes"
+        return Step(Action.DOWNLOAD, reason, episode, episode.source, path, record, resume)
+
+    if record is None or record.path is None:
+        try:
+            path = _assign_path(episode, template, taken)
+        except (ValueError, KeyError, IndexError) as exc:
+            return Step(Action.INVALID, f"{episode.source}: filename template: {exc}",
+                        episode, episode.source)
+        return download("new episode", path)
+
+    path = PurePosixPath(record.path)
+    if record.url != episode.audio_url:
+        return download("audio URL changed", path)
+    if episode.expected_bytes is not None and record.expected_bytes != episode.expected_bytes:
+        return download(
+            f"size changed ({record.expected_bytes} -> {episode.expected_bytes} bytes)", path
+        )
+    try:
+        current = stat(archive.absolute(path))
+    except Exception as exc:  # noqa: BLE001 - a hostile path in a damaged manifest
+        return Step(Action.INVALID, f"{episode.source}: archived path refused: {exc}",
+                    episode, episode.source)
+    if current is None:
+        return download("archived file is missing", path)
+    if current.st_size != record.file_bytes:
+        return download(
+            f"archived file is {current.st_size} bytes, expected {record.file_bytes}", path
+        )
+    if record.tag_hash != tag_fingerprint(episode, tag_settings):
+        return Step(Action.RETAG, "metadata changed", episode, episode.source, path, record)
+    return Step(Action.UP_TO_DATE, "archived and verified by size", episode, episode.source,
+                path, record)

@@ -1,0 +1,96 @@
+"""Progress for people: tqdm bars on a terminal, plain log lines for cron. CLI only.
+
+The library reports progress as events; this turns them into bars or lines. Nothing
+outside the CLI imports this module.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, TextIO
+
+from tqdm import tqdm
+
+from fetcher.download import Advanced, Failed, Finished, Restarted, Retrying, Started
+from fetcher.sync import EpisodeDone, Status, SyncEvent
+
+log = logging.getLogger("fetcher")
+
+
+class ProgressView:
+    """Call with each event; ``close()`` at the end."""
+
+    def __init__(self, stream: TextIO, *, bars: bool):
+        self.stream = stream
+        self.bars = bars
+        self._overall: tqdm[Any] | None = None
+        self._files: dict[str, tqdm[Any]] = {}
+
+    def __call__(self, event: SyncEvent) -> None:
+        if self.bars:
+            self._draw(event)
+        if isinstance(event, EpisodeDone):
+            outcome = event.outcome
+            if outcome.status is Status.FAILED:
+                self._write_error(outcome.error or "failed")
+            elif outcome.status is Status.DOWNLOADED:
+                self._info(f"downloaded {event.key} -> {outcome.path}")
+            elif outcome.status is Status.RETAGGED:
+                self._info(f"re-tagged {event.key}")
+
+    def _info(self, message: str) -> None:
+        if self.bars:
+            tqdm.write(f"fetcher: {message}", file=self.stream)
+        else:
+            log.info("%s", message)
+
+    def _write_error(self, message: str) -> None:
+        if self.bars:
+            tqdm.write(f"fetcher: ERROR: {message}", file=self.stream)
+        else:
+            log.error("%s", message)
+
+    def _draw(self, event: SyncEvent) -> None:
+        overall = self._overall_bar()
+        if isinstance(event, Started):
+            remaining = (event.total - event.offset) if event.total is not None else 0
+            overall.total = (overall.total or 0) + max(remaining, 0)
+            overall.refresh()
+            bar = self._files.get(event.key)
+            if bar is None:
+                bar = tqdm(total=event.total, initial=event.offset, desc=event.key[-28:],
+                           unit="B", unit_scale=True, unit_divisor=1024, leave=False,
+                           file=self.stream, dynamic_ncols=True)
+                self._files[event.key] = bar
+            else:
+                bar.reset(total=event.total)
+                bar.update(event.offset)
+        elif isinstance(event, Advanced):
+            overall.update(event.bytes)
+            if event.key in self._files:
+                self._files[event.key].update(event.bytes)
+        elif isinstance(event, Restarted):
+            overall.total = (overall.total or 0) + event.discarded
+            overall.refresh()
+        elif isinstance(event, Retrying):
+            tqdm.write(f"fetcher: {event.key}: {event.reason}; retry {event.attempt} "
+                       f"in {event.wait:.1f}s", file=self.stream)
+        elif isinstance(event, Finished | Failed):
+            bar = self._files.pop(event.key, None)
+            if bar is not None:
+                bar.close()
+
+    def _overall_bar(self) -> tqdm[Any]:
+        if self._overall is None:
+            self._overall = tqdm(total=0, desc="all", unit="B", unit_scale=True,
+                                 unit_divisor=1024, file=self.stream, position=0,
+                                 dynamic_ncols=True)
+        return self._overall
+
+    def close(self) -> None:
+        for bar in self._files.values():
+            bar.close()
+        self._files.clear()
+        if self._overall is not None:
+            self._overall.close()
+            self._overall = None

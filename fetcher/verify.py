@@ -1,0 +1,34 @@
+"""Checking an archive against its manifest: missing, truncated or altered files."""
+
+from __future__ import annotations
+
+from fetcher.archive import Archive
+from fetcher.audio import file_sha256
+from fetcher.errors import ArchiveError
+from fetcher.manifest import Manifest, Record
+
+
+def verify_archive(archive: Archive) -> list[tuple[Record, str]]:
+    """Re-hash every archived file against the manifest; the problems found."""
+    problems: list[tuple[Record, str]] = []
+    with archive.lock(), Manifest.open(archive.manifest_path, create=False) as manifest:
+        for record in manifest.iter_archived():
+            assert record.path is not None
+            try:
+                path = archive.absolute(record.path)
+            except ArchiveError as error:
+                problems.append((record, str(error)))
+                continue
+            if not path.is_file():
+                problems.append((record, "missing"))
+                continue
+            size = path.stat().st_size
+            if record.file_bytes is not None and size < record.file_bytes:
+                problems.append((record, f"truncated: {size} of {record.file_bytes} bytes"))
+                continue
+            if record.file_bytes is not None and size != record.file_bytes:
+                problems.append((record, f"size changed: {size}, expected {record.file_bytes}"))
+                continue
+            if file_sha256(path) != record.file_sha256:
+                problems.append((record, "altered: contents differ from the archived file"))
+    return problems
