@@ -206,12 +206,15 @@ class Archive:
         current = self.root
         for part in target.relative_to(self.root).parts[:-1]:
             current = current / part
+            try:
+                current.mkdir()
+            except FileExistsError:
+                pass  # made earlier, or a moment ago by another episode's commit
+            else:
+                fsync_directory(current.parent)
             if current.is_symlink():
                 raise ArchiveError(f"{current}: is a symbolic link; refusing to follow it")
-            if not current.exists():
-                current.mkdir()
-                fsync_directory(current.parent)
-            elif not current.is_dir():
+            if not current.is_dir():
                 raise ArchiveError(f"{current}: is in the way of an archive directory")
         if not target.parent.resolve().is_relative_to(root):
             raise ArchiveError(f"{target}: path leaves the archive")

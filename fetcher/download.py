@@ -274,10 +274,14 @@ class _Sink:
 class _Transient(Exception):
     """Marks an error as worth another attempt; carries the typed error out."""
 
-    def __init__(self, error: DownloadError, retry_after: float | None = None):
+    def __init__(
+        self, error: DownloadError, retry_after: float | None = None, *, no_connection: bool = False
+    ):
         super().__init__(str(error))
         self.error = error
         self.retry_after = retry_after
+        #: No connection could be made at all (DNS, refused, connect timeout).
+        self.no_connection = no_connection
 
 
 def _retry_after_seconds(value: str | None) -> float | None:
@@ -313,6 +317,9 @@ class Downloader:
         self._own_client = client is None
         self._jobs = asyncio.Semaphore(settings.jobs)
         self._hosts: dict[str, asyncio.Semaphore] = {}
+        # Hosts that could not be reached at all after every retry: the rest of the run
+        # fails their episodes at once instead of waiting through the same retries.
+        self._unreachable: dict[str, str] = {}
 
     async def __aenter__(self) -> Downloader:
         if self._client is None:
@@ -341,7 +348,7 @@ class Downloader:
             self._client = None
 
     def _host_limit(self, url: str) -> asyncio.Semaphore:
-        host = (urlsplit(url).hostname or "").lower()
+        host = _host(url)
         if host not in self._hosts:
             self._hosts[host] = asyncio.Semaphore(self.settings.per_host)
         return self._hosts[host]
@@ -358,6 +365,12 @@ class Downloader:
         return result
 
     async def _with_retries(self, request: DownloadRequest) -> Downloaded:
+        host = _host(request.url)
+        if host in self._unreachable:
+            raise DownloadError(
+                f"host unreachable earlier in this run ({self._unreachable[host]})",
+                url=request.url, episode=request.key,
+            )
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.settings.retries + 1),
             wait=self._wait,
@@ -371,6 +384,8 @@ class Downloader:
                 with attempt:
                     return await self._attempt(request)
         except _Transient as transient:
+            if transient.no_connection:
+                self._unreachable[host] = transient.error.reason
             raise transient.error from None
         raise AssertionError("tenacity ended without a result")  # pragma: no cover
 
@@ -527,11 +542,17 @@ class Downloader:
                 response = await self._client.send(
                     self._client.build_request("GET", url, headers=headers), stream=True
                 )
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                raise _Transient(
+                    IncompleteDownloadError(
+                        f"cannot connect ({_cause(exc)})", url=url, episode=key
+                    ),
+                    no_connection=True,
+                ) from None
             except httpx.TimeoutException:
                 raise _Transient(
                     IncompleteDownloadError(
-                        "timed out connecting or waiting for an answer",
-                        url=url, episode=key,
+                        "timed out waiting for an answer", url=url, episode=key
                     )
                 ) from None
             except httpx.TransportError as exc:
@@ -738,3 +759,16 @@ def _status_error(key: str, response: httpx.Response) -> Exception:
     if status in TRANSIENT_STATUSES:
         return _Transient(error, _retry_after_seconds(response.headers.get("Retry-After")))
     return error
+
+
+def _host(url: str) -> str:
+    try:
+        return (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return ""
+
+
+def _cause(exc: BaseException) -> str:
+    """A short reason from an httpx error, without the URL (it may hold a token)."""
+    text = str(exc) or type(exc).__name__
+    return re.sub(r"https?://\S+", "<url>", text)[:120]

@@ -88,9 +88,10 @@ class Manifest:
             raise ManifestError(f"{path}: no manifest here; is this a fetcher archive?")
         try:
             connection = sqlite3.connect(path, isolation_level=None, timeout=5)
+            manifest = cls(connection, path)
+            manifest._check_version()  # before anything writes to a foreign file
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=FULL")
-            manifest = cls(connection, path)
             manifest._migrate()
         except sqlite3.DatabaseError as exc:
             raise ManifestError(

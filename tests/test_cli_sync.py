@@ -39,7 +39,7 @@ def archived_files(archive: Path) -> list[Path]:
 
 def test_first_run_archives_every_episode(corpus: Corpus) -> None:
     code, summary = sync_json(corpus.config())
-    assert code == 0, summary
+    assert code == 0, [e["error"] for e in summary["episodes"]]  # type: ignore[union-attr]
     assert summary["ok"] is True
     assert summary["counts"] == {"downloaded": 5, "retagged": 0, "up_to_date": 0,
                                  "skipped": 0, "failed": 0}

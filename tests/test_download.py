@@ -331,3 +331,26 @@ def test_global_and_per_host_limits_hold(server: TestServer, tmp_path: Path) -> 
     assert all(r.size == len(AUDIO) for r in results)
     assert server.peak_concurrency == 3
     assert server.peak_per_host == 2
+
+
+def test_unreachable_host_fails_the_rest_of_the_run_at_once(tmp_path: Path) -> None:
+    # Port 9 on loopback: nothing listens, so every connect is refused.
+    settings = DownloadSettings(retries=2, backoff=0.01, jobs=1)
+    events: list[Event] = []
+
+    async def run() -> list[BaseException | Downloaded]:
+        async with Downloader(settings, on_event=events.append) as downloader:
+            return await asyncio.gather(
+                *(
+                    downloader.fetch(DownloadRequest(f"ep{i}", "http://127.0.0.1:9/a.mp3",
+                                                     tmp_path / f"{i}.part"))
+                    for i in range(3)
+                ),
+                return_exceptions=True,
+            )
+
+    results = asyncio.run(run())
+    assert all(isinstance(r, DownloadError) for r in results)
+    assert "cannot connect" in str(results[0])
+    assert all("host unreachable earlier in this run" in str(r) for r in results[1:])
+    assert [e.key for e in events if isinstance(e, Retrying)] == ["ep0", "ep0"]

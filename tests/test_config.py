@@ -1,0 +1,78 @@
+"""The TOML configuration: the example documents every key; errors name the key."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from fetcher.config import SCHEMA, Config, load_config, parse_config
+from fetcher.errors import ConfigError
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.toml"
+
+
+def test_example_parses_and_matches_the_defaults_except_sources() -> None:
+    config = load_config(EXAMPLE)
+    defaults = Config()
+    assert config.download == defaults.download
+    assert config.tags == defaults.tags
+    assert config.archive.filename == defaults.archive.filename
+    assert config.archive.dir == EXAMPLE.parent / "archive"
+    assert config.sources.paths == (EXAMPLE.parent / "../shared/episodes/linux-unplugged",)
+
+
+def test_example_mentions_every_key() -> None:
+    text = EXAMPLE.read_text(encoding="utf-8")
+    for section, keys in SCHEMA.items():
+        assert f"[{section}]" in text
+        for key in keys:
+            assert re.search(rf"^{key} = ", text, re.MULTILINE), key
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"downloads": {}}, r"\[downloads\] unknown section"),
+        ({"download": {"jobz": 1}}, r"\[download.jobz\] unknown key"),
+        ({"download": {"jobs": 0}}, r"\[download.jobs\] must be a whole number from 1 to 64"),
+        ({"download": {"jobs": True}}, r"\[download.jobs\] must be"),
+        ({"download": {"timeout": "10"}}, r"\[download.timeout\] must be seconds"),
+        ({"download": {"size_mismatch": "maybe"}}, r"\[download.size_mismatch\]"),
+        ({"tags": {"id3_version": 2}}, r"\[tags.id3_version\] must be 3 or 4"),
+        ({"tags": {"cover": "yes"}}, r"\[tags.cover\] must be true or false"),
+        ({"sources": {"paths": "docs"}}, r"\[sources.paths\] must be a list"),
+        ({"archive": {"filename": "{nope}.mp3"}}, r"\[archive.filename\] unknown field"),
+        ({"archive": 3}, r"\[archive\] must be a table"),
+    ],
+)
+def test_errors_name_the_key(data: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config(data, base=Path("/x"))
+
+
+def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[download\njobs = 1\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=f"{path}: invalid TOML"):
+        load_config(path)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such configuration file"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_relative_paths_follow_the_config_file(tmp_path: Path) -> None:
+    config = parse_config({"archive": {"dir": "a"}, "sources": {"paths": ["d", "/abs"]}},
+                          base=tmp_path)
+    assert config.archive.dir == tmp_path / "a"
+    assert config.sources.paths == (tmp_path / "d", Path("/abs"))
+
+
+def test_empty_strings_mean_defaults() -> None:
+    config = parse_config({"download": {"user_agent": ""}, "tags": {"image_base_url": ""}},
+                          base=Path("/"))
+    assert config.download.user_agent.startswith("fetcher/")
+    assert config.tags.image_base_url is None
