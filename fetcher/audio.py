@@ -204,10 +204,12 @@ def _xing_frames(frame: bytes, header: FrameHeader) -> int | None:
 def measure_duration_ms(path: Path) -> int | None:
     """The audio's real play time in ms, or None when no MPEG frames are found.
 
-    Uses the Xing/Info or VBRI frame count when present; otherwise walks every frame
-    header (cheap: four bytes per frame), which is exact for VBR files without a
-    header too.
+    In order of cost: the Xing/Info or VBRI frame count when the first frame has one;
+    for constant bitrate (the bitrate of frames sampled across the whole file agree)
+    the payload size divided by the bitrate; otherwise every frame header is walked,
+    which is exact for VBR files without a header.
     """
+    size = path.stat().st_size
     with path.open("rb") as file:
         head = file.read(10)
         start = id3v2_size(head) or 0
@@ -222,7 +224,43 @@ def measure_duration_ms(path: Path) -> int | None:
         counted = _xing_frames(frame_bytes, first)
         if counted is not None:
             return round(counted * first.samples * 1000 / first.sample_rate)
+        end = size
+        if size - start >= ID3V1_SIZE:
+            file.seek(size - ID3V1_SIZE)
+            if file.read(3) == b"TAG":
+                end -= ID3V1_SIZE
+        audio_bytes = end - (start + pos)
+        if _constant_bitrate(file, start + pos, end, first):
+            return round(audio_bytes * 8 / first.bitrate_kbps)
         return _walk_frames(file, start + pos)
+
+
+#: Positions sampled across a file to decide whether its bitrate is constant.
+_SAMPLES = 48
+
+
+def _constant_bitrate(file: BinaryIO, start: int, end: int, first: FrameHeader) -> bool:
+    span = end - start
+    if span <= 0:
+        return True
+    for index in range(1, _SAMPLES):
+        position = start + span * index // _SAMPLES
+        file.seek(position)
+        block = file.read(8192)
+        found = _find_sync(block)
+        if found is None:
+            if len(block) < 8192:
+                continue  # the tail of the file
+            return False
+        header = parse_frame_header(block, found)
+        if (
+            header is None
+            or header.bitrate_kbps != first.bitrate_kbps
+            or header.sample_rate != first.sample_rate
+            or header.layer != first.layer
+        ):
+            return False
+    return True
 
 
 def _find_sync(data: bytes) -> int | None:

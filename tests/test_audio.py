@@ -79,3 +79,25 @@ def test_no_audio_has_no_duration(tmp_path: Path) -> None:
     path = tmp_path / "not.mp3"
     path.write_bytes(b"<html></html>" * 100)
     assert measure_duration_ms(path) is None
+
+
+def _vbr(tmp_path: Path) -> Path:
+    """Frames alternating 128 and 64 kbit/s at 48 kHz: VBR with no Xing header."""
+    low = bytearray(mp3_bytes(24)[:384])
+    low[2] = 0x54  # bitrate index 5 (64 kbit/s), 48 kHz
+    low_frame = bytes(low[:192])
+    high_frame = mp3_bytes(24, seed=9)[:384]
+    path = tmp_path / "vbr.mp3"
+    path.write_bytes((high_frame + low_frame) * 500 + high_frame * 100)
+    return path
+
+
+def test_vbr_without_header_is_walked_frame_by_frame(tmp_path: Path) -> None:
+    path = _vbr(tmp_path)
+    assert measure_duration_ms(path) == (1000 + 100) * FRAME_MS
+
+
+def test_cbr_duration_by_size_matches_the_frame_walk(tmp_path: Path) -> None:
+    path = tmp_path / "cbr.mp3"
+    path.write_bytes(TAG + mp3_bytes(123_456, seed=2) + id3v1_tag())
+    assert measure_duration_ms(path) == 123_456 // FRAME_MS * FRAME_MS
