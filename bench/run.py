@@ -208,7 +208,8 @@ def bench_download(args: argparse.Namespace) -> None:
                 f, c = median(results["fetcher"]), median(results["curl"])
                 print(f"fetcher wall / curl wall: {f.wall / c.wall:.2f}")
                 if results["aria2c"]:
-                    print(f"fetcher wall / aria2c wall: {f.wall / median(results['aria2c']).wall:.2f}")
+                    a = median(results["aria2c"])
+                    print(f"fetcher wall / aria2c wall: {f.wall / a.wall:.2f}")
 
 
 def fabricate_archive(work: Path, count: int) -> Path:
