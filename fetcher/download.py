@@ -80,6 +80,8 @@ class DownloadRequest:
     url: str
     partial: Path
     expected_bytes: int | None = None
+    #: Bytes kept free at the start of the partial file for the final tag.
+    reserve: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +95,8 @@ class Downloaded:
     last_modified: str | None
     expected_bytes: int | None
     resumed_from: int
+    #: The room left at the start of ``path`` (an empty ID3 tag) before the body.
+    reserve: int = 0
     #: Set when ``size_mismatch = "accept"`` let a size other than the document's pass.
     size_discrepancy: bool = False
 
@@ -165,6 +169,7 @@ class _Validators:
     etag: str | None = None
     last_modified: str | None = None
     total: int | None = None
+    reserve: int = 0
 
     def if_range(self) -> str | None:
         if self.etag and not self.etag.startswith("W/"):
@@ -179,13 +184,18 @@ def _load_validators(partial: Path, url: str) -> _Validators | None:
         return None
     if not isinstance(data, dict) or data.get("url") != url:
         return None
-    etag, modified, total = data.get("etag"), data.get("last_modified"), data.get("total")
+    etag, modified = data.get("etag"), data.get("last_modified")
     return _Validators(
         url,
         etag if isinstance(etag, str) else None,
         modified if isinstance(modified, str) else None,
-        total if isinstance(total, int) and not isinstance(total, bool) else None,
+        _whole(data.get("total")),
+        _whole(data.get("reserve")) or 0,
     )
+
+
+def _whole(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _save_validators(partial: Path, validators: _Validators) -> None:
@@ -198,6 +208,7 @@ def _save_validators(partial: Path, validators: _Validators) -> None:
                 "etag": validators.etag,
                 "last_modified": validators.last_modified,
                 "total": validators.total,
+                "reserve": validators.reserve,
             }
         ),
         encoding="utf-8",
@@ -212,23 +223,47 @@ def discard_partial(partial: Path) -> None:
             path.unlink()
 
 
-class _Sink:
-    """The open partial file, hashed as it grows. Its methods block: run them in a thread."""
+def placeholder_tag(size: int) -> bytes:
+    """The header of an empty ID3v2.3 tag *size* bytes long (the rest is padding)."""
+    body = size - 10
+    return b"ID3\x03\x00\x00" + bytes(
+        [(body >> 21) & 0x7F, (body >> 14) & 0x7F, (body >> 7) & 0x7F, body & 0x7F]
+    )
 
-    def __init__(self, path: Path, offset: int):
+
+class _Sink:
+    """The open partial file, hashed as it grows. Its methods block: run them in a thread.
+
+    With a *reserve*, the file starts with an empty ID3 tag of that many bytes and the
+    body follows it: the tagger later writes the real tag into that room, so the audio
+    is written exactly once. ``size`` counts body bytes only.
+    """
+
+    def __init__(self, path: Path, offset: int, reserve: int):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         self.file = os.fdopen(fd, "r+b", buffering=0)
+        self.reserve = reserve
         self.hasher = PayloadHasher()
         self.size = 0
         if offset:
             self._rehash(offset)
-        self.file.truncate(offset)
-        self.file.seek(offset)
+        else:
+            self._start()
+        self.file.truncate(reserve + offset)
+        self.file.seek(reserve + offset)
         self.size = offset
 
-    def _rehash(self, offset: int) -> None:
+    def _start(self) -> None:
         self.file.seek(0)
+        self.file.truncate(0)
+        if self.reserve:
+            self.file.write(placeholder_tag(self.reserve))
+            # Extending by truncate leaves a hole: the padding costs no writes now.
+            self.file.truncate(self.reserve)
+
+    def _rehash(self, offset: int) -> None:
+        self.file.seek(self.reserve)
         remaining = offset
         while remaining:
             chunk = self.file.read(min(CHUNK_SIZE, remaining))
@@ -239,14 +274,14 @@ class _Sink:
 
     def head(self, n: int) -> bytes:
         position = self.file.tell()
-        self.file.seek(0)
+        self.file.seek(self.reserve)
         data = self.file.read(n)
         self.file.seek(position)
         return data
 
     def restart(self) -> None:
-        self.file.seek(0)
-        self.file.truncate(0)
+        self._start()
+        self.file.seek(self.reserve)
         self.hasher = PayloadHasher()
         self.size = 0
 
@@ -410,14 +445,15 @@ class Downloader:
     async def _attempt(self, request: DownloadRequest) -> Downloaded:
         partial = request.partial
         validators = _load_validators(partial, request.url)
-        offset = partial.stat().st_size if partial.exists() else 0
+        reserve = validators.reserve if validators is not None else request.reserve
+        offset = max(partial.stat().st_size - reserve, 0) if partial.exists() else 0
         if offset and (validators is None or validators.if_range() is None):
             log.debug("%s: partial file has no validator; starting over", request.key)
-            offset, validators = 0, None
+            offset, validators, reserve = 0, None, request.reserve
         if validators is not None and validators.total is not None and offset > validators.total:
-            offset, validators = 0, None
+            offset, validators, reserve = 0, None, request.reserve
 
-        sink = await asyncio.to_thread(_Sink, partial, offset)
+        sink = await asyncio.to_thread(_Sink, partial, offset, reserve)
         try:
             return await self._transfer(request, sink, validators)
         except FetcherError:
@@ -457,6 +493,7 @@ class Downloader:
                 response.headers.get("ETag"),
                 response.headers.get("Last-Modified"),
                 total,
+                sink.reserve,
             )
             await asyncio.to_thread(_save_validators, request.partial, validators)
             limit, mismatch = self._size_limit(request, total)
@@ -748,6 +785,7 @@ class Downloader:
             last_modified=validators.last_modified,
             expected_bytes=expected,
             resumed_from=offset,
+            reserve=sink.reserve,
             size_discrepancy=discrepancy,
         )
 

@@ -42,6 +42,7 @@ from fetcher.tagging import (
     cover_url,
     picture_mime,
     recover_journals,
+    reserve_for,
     tag_fingerprint,
     write_tags,
 )
@@ -239,8 +240,15 @@ class _Runner:
     async def _download(self, step: Step, episode: Episode) -> Outcome:
         assert self._downloader is not None and step.path is not None
         partial = self.archive.partial_path(episode.guid)
+        # The tag is sized before the download so that it can be written into room left
+        # at the front of the partial file: the audio is written once, never copied.
+        cover, images = await self._pictures(episode)
+        reserve = await asyncio.to_thread(
+            reserve_for, episode, self.config.tags, cover, images
+        )
         downloaded = await self._downloader.fetch(
-            DownloadRequest(episode.label, episode.audio_url, partial, episode.expected_bytes)
+            DownloadRequest(episode.label, episode.audio_url, partial, episode.expected_bytes,
+                            reserve=reserve)
         )
         # From here on the episode is finished even if the run is interrupted: a file
         # half-way between partial and archive is what must never be left behind.
@@ -331,8 +339,8 @@ class _Runner:
 
     # --- tags and their pictures ----------------------------------------------------
 
-    async def _tag(self, path: Path, episode: Episode, duration: int | None, *,
-                   journal: bool) -> Tagged:
+    async def _pictures(self, episode: Episode) -> tuple[bytes | None, dict[str, bytes]]:
+        """The cover and chapter images the tag will carry (each fetched once per run)."""
         settings = self.config.tags
         cover = None
         url = cover_url(episode, settings)
@@ -343,6 +351,12 @@ class _Runner:
             data = await self._image(episode.label, image_url)
             if data is not None:
                 images[image_url] = data
+        return cover, images
+
+    async def _tag(self, path: Path, episode: Episode, duration: int | None, *,
+                   journal: bool) -> Tagged:
+        settings = self.config.tags
+        cover, images = await self._pictures(episode)
         return await asyncio.to_thread(
             write_tags, path, episode, duration_ms=duration, settings=settings, cover=cover,
             images=images, journal_dir=self.archive.journal_dir if journal else None,

@@ -17,7 +17,9 @@ frames, a cover, and CHAP/CTOC chapters in time order. Design facts:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
+import io
 import json
 import logging
 import os
@@ -244,15 +246,19 @@ def chapter_frames(
     return [toc, *chaps]
 
 
-def host_frames(existing: ID3 | None, *, replace_chapters: bool, cover: bool) -> list[Frame]:
-    """The frames of a tag already in the file that fetcher keeps."""
-    if existing is None:
-        return []
+def host_frames(
+    existing: Iterable[ID3], *, replace_chapters: bool, cover: bool
+) -> list[Frame]:
+    """The frames of the tags already in the file that fetcher keeps (first copy wins)."""
     dropped = set(OWNED) | set(DATE_FRAMES)
     if replace_chapters:
         dropped |= set(CHAPTER_FRAMES)
     kept: list[Frame] = []
-    for frame in existing.values():
+    seen: set[str] = set()
+    for frame in (f for tag in existing for f in tag.values()):
+        if frame.HashKey in seen:
+            continue
+        seen.add(frame.HashKey)
         if frame.FrameID in dropped:
             continue
         if frame.FrameID == "COMM" and frame.desc in ("", "Show Notes"):
@@ -309,22 +315,68 @@ def frames_in_order(holder: ID3, order: Iterable[Frame]) -> list[Frame]:
     return result
 
 
+#: Room beyond fetcher's own frames for the host frames that are kept, which can grow
+#: when they are converted to ID3v2.3 (UTF-8 text becomes UTF-16).
+HOST_SLACK = 4 * 1024
+
+
+def reserve_for(
+    episode: Episode,
+    settings: TagSettings,
+    cover: bytes | None,
+    images: Mapping[str, bytes],
+) -> int:
+    """Bytes to keep free at the start of a download so that the final tag fits there.
+
+    Chapter end times do not change a frame's size, so the tag can be sized before the
+    audio's duration is known. Host frames that are kept come from the host's own tag,
+    which sits in that room too.
+    """
+    chapters, _ = normalise_chapters(episode.chapters)
+    base_url = settings.image_base_url or _origin(episode.page_url)
+    frames = [*metadata_frames(episode, cover),
+              *chapter_frames(_ended(chapters), settings, images, base_url)]
+    return len(render_tag(frames, version=settings.id3_version)) + HOST_SLACK
+
+
+def _ended(chapters: list[Chapter]) -> list[Chapter]:
+    """Chapters with an end everywhere (the last one's is a stand-in of the same size)."""
+    return [c if c.end_ms is not None else dataclasses.replace(c, end_ms=c.start_ms + 1)
+            for c in chapters]
+
+
 # --- reading and writing files ------------------------------------------------------
 
 
-def _existing_tag(path: Path) -> tuple[ID3 | None, int]:
-    """The tag at the start of *path* (or None) and the size of its region in bytes."""
+#: How many ID3v2 tags in a row at the start of a file are read.
+MAX_LEADING_TAGS = 8
+
+
+def _leading_tags(path: Path) -> tuple[list[ID3], int]:
+    """The ID3v2 tags at the start of *path* and the bytes they occupy together.
+
+    A partial download starts with fetcher's empty placeholder tag followed by the
+    host's tag; both belong to the region the new tag may be written into.
+    """
+    tags: list[ID3] = []
+    region = 0
     with path.open("rb") as file:
-        size = id3v2_size(file.read(10)) or 0
-    if not size:
-        return None, 0
-    try:
-        return ID3(path), size
-    except ID3NoHeaderError:
-        return None, 0
-    except Exception as exc:  # noqa: BLE001 - mutagen raises many kinds on broken tags
-        log.warning("%s: existing ID3 tag is unreadable (%s); replaced", path, exc)
-        return None, size
+        for _ in range(MAX_LEADING_TAGS):
+            file.seek(region)
+            header = file.read(10)
+            size = id3v2_size(header)
+            if size is None:
+                break
+            data = header + file.read(size - 10)
+            if len(data) < size:
+                break  # a tag longer than the file: not a tag we can replace safely
+            region += size
+            if any(data[10:]):
+                try:
+                    tags.append(ID3(io.BytesIO(data)))
+                except Exception as exc:  # noqa: BLE001 - mutagen raises many kinds
+                    log.warning("%s: an existing ID3 tag is unreadable (%s); replaced", path, exc)
+    return tags, region
 
 
 def _has_id3v1(path: Path) -> bool:
@@ -384,7 +436,7 @@ def _write_tags(
             episode.label, duration_ms / 1000, declared,
         )
     chapters = final_chapters(episode, duration_ms)
-    existing, region = _existing_tag(path)
+    existing, region = _leading_tags(path)
     base_url = settings.image_base_url or _origin(episode.page_url)
     frames = [
         *metadata_frames(episode, cover),

@@ -11,7 +11,7 @@ import pytest
 from httpserver import TestServer
 from mp3factory import id3v1_tag, id3v2_tag, mp3_bytes, text_frame_v23
 
-from fetcher.audio import payload_sha256
+from fetcher.audio import id3v2_size, payload_sha256
 from fetcher.download import (
     Advanced,
     Downloaded,
@@ -354,3 +354,28 @@ def test_unreachable_host_fails_the_rest_of_the_run_at_once(tmp_path: Path) -> N
     assert "cannot connect" in str(results[0])
     assert all("host unreachable earlier in this run" in str(r) for r in results[1:])
     assert [e.key for e in events if isinstance(e, Retrying)] == ["ep0", "ep0"]
+
+
+def test_reserve_leaves_an_empty_tag_ahead_of_the_body(server: TestServer, partial: Path) -> None:
+    server.add("/res.mp3", body=AUDIO, drop_after=[10_000])
+    with pytest.raises(IncompleteDownloadError):
+        fetch_reserved(server, "/res.mp3", partial, 4096, retries=0)
+    assert partial.stat().st_size == 4096 + 10_000
+    result = fetch_reserved(server, "/res.mp3", partial, 4096, retries=1)
+    assert server.requests_to("/res.mp3")[-1].headers["range"] == "bytes=10000-"
+    data = partial.read_bytes()
+    assert data[:3] == b"ID3" and id3v2_size(data[:10]) == 4096
+    assert data[4096:] == AUDIO and result.reserve == 4096 and result.size == len(AUDIO)
+    assert result.audio_sha256 == hashlib.sha256(AUDIO).hexdigest()
+
+
+def fetch_reserved(server: TestServer, path: str, partial: Path, reserve: int,
+                   retries: int) -> Downloaded:
+    async def run() -> Downloaded:
+        settings = DownloadSettings(retries=retries, backoff=0.01)
+        async with Downloader(settings) as downloader:
+            return await downloader.fetch(
+                DownloadRequest("ep", server.url(path), partial, len(AUDIO), reserve=reserve)
+            )
+
+    return asyncio.run(run())

@@ -305,3 +305,23 @@ def test_fingerprint_changes_with_metadata_only() -> None:
     assert tag_fingerprint(dataclasses.replace(SEED, title="new"), settings) != same
     assert tag_fingerprint(SEED, TagSettings(cover=False)) != same
     assert tag_fingerprint(dataclasses.replace(SEED, expected_bytes=1), settings) == same
+
+
+def test_tag_goes_into_the_room_reserved_ahead_of_the_host_tag(tmp_path: Path) -> None:
+    from fetcher.download import placeholder_tag
+    from fetcher.tagging import reserve_for
+
+    reserve = reserve_for(SEED, TagSettings(), None, {})
+    host = id3v2_tag(text_frame_v23("TENC", "HostEnc") + text_frame_v23("TIT2", "old"),
+                     padding=20)
+    audio = mp3_bytes(3_630_000, seed=4)
+    path = tmp_path / "ep.mp3.part"
+    path.write_bytes(placeholder_tag(reserve) + bytes(reserve - 10) + host + audio)
+    result = tag(path, SEED)
+    assert result.in_place
+    assert result.written_bytes == reserve + len(host)  # the audio was not rewritten
+    data = path.read_bytes()
+    size = id3v2_size(data[:10])
+    assert size == reserve + len(host) and data[size:] == audio  # one tag, then the audio
+    assert str(ID3(path)["TENC"]) == "HostEnc" and str(ID3(path)["TIT2"]) == SEED.title
+    assert len(ffprobe_chapters(path)) == 7
