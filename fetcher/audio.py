@@ -175,12 +175,21 @@ def payload_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
     return hasher.hexdigest()
 
 
-def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
-    sha = hashlib.sha256()
+def tag_sha256(path: Path) -> str:
+    """SHA-256 of the ID3v2 tag at the start of *path* (of nothing when there is none).
+
+    With :func:`payload_sha256` it covers every byte of a tagged file: the tag, then the
+    audio payload (fetcher removes ID3v1 tags, and a changed length shows in the size).
+    """
     with path.open("rb") as file:
-        while chunk := file.read(chunk_size):
-            sha.update(chunk)
-    return sha.hexdigest()
+        size = id3v2_size(file.read(10)) or 0
+        file.seek(0)
+        return hashlib.sha256(file.read(size)).hexdigest()
+
+
+def file_digests(path: Path, chunk_size: int = 1 << 20) -> tuple[str, str]:
+    """(tag SHA-256, payload SHA-256) of *path* in one read."""
+    return tag_sha256(path), payload_sha256(path, chunk_size)
 
 
 def _xing_frames(frame: bytes, header: FrameHeader) -> int | None:

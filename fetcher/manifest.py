@@ -30,7 +30,7 @@ MIGRATIONS: tuple[str, ...] = (
         file_bytes      INTEGER,
         file_mtime_ns   INTEGER,
         audio_sha256    TEXT,
-        file_sha256     TEXT,
+        tag_sha256      TEXT,
         etag            TEXT,
         last_modified   TEXT,
         tag_hash        TEXT,
@@ -60,7 +60,7 @@ class Record:
     file_bytes: int | None = None
     file_mtime_ns: int | None = None
     audio_sha256: str | None = None
-    file_sha256: str | None = None
+    tag_sha256: str | None = None
     etag: str | None = None
     last_modified: str | None = None
     tag_hash: str | None = None

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fetcher.archive import Archive, now_iso
-from fetcher.audio import file_sha256, measure_duration_ms
+from fetcher.audio import measure_duration_ms, tag_sha256
 from fetcher.config import Config
 from fetcher.download import (
     Downloaded,
@@ -271,7 +271,8 @@ class _Runner:
             discard_partial(partial)
             raise NotAudioError("no MPEG audio frames found in the body", episode=episode.label)
         tagged = await self._tag(partial, episode, duration, journal=False)
-        digest = await asyncio.to_thread(file_sha256, partial)
+        # The audio was hashed as it streamed; only the new tag needs hashing now.
+        digest = await asyncio.to_thread(tag_sha256, partial)
         target = await asyncio.to_thread(self.archive.commit, partial, step.path)
         stat = await asyncio.to_thread(target.stat)
         now = now_iso()
@@ -287,7 +288,7 @@ class _Runner:
             file_bytes=stat.st_size,
             file_mtime_ns=stat.st_mtime_ns,
             audio_sha256=downloaded.audio_sha256,
-            file_sha256=digest,
+            tag_sha256=digest,
             etag=downloaded.etag,
             last_modified=downloaded.last_modified,
             tag_hash=tag_fingerprint(episode, self.config.tags),
@@ -320,14 +321,14 @@ class _Runner:
     ) -> Outcome:
         assert step.record is not None
         await self._tag(target, episode, duration, journal=True)
-        digest = await asyncio.to_thread(file_sha256, target)
+        digest = await asyncio.to_thread(tag_sha256, target)
         stat = await asyncio.to_thread(target.stat)
         record = dataclasses.replace(
             step.record,
             source=str(episode.source),
             file_bytes=stat.st_size,
             file_mtime_ns=stat.st_mtime_ns,
-            file_sha256=digest,
+            tag_sha256=digest,
             tag_hash=tag_fingerprint(episode, self.config.tags),
             duration_ms=duration,
             updated_at=now_iso(),

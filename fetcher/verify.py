@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from fetcher.archive import Archive
-from fetcher.audio import file_sha256
+from fetcher.audio import file_digests
 from fetcher.errors import ArchiveError
 from fetcher.manifest import Manifest, Record
 
 
 def verify_archive(archive: Archive) -> list[tuple[Record, str]]:
-    """Re-hash every archived file against the manifest; the problems found."""
+    """Re-hash every archived file (tag and audio) against the manifest; the problems."""
     problems: list[tuple[Record, str]] = []
     with archive.lock(), Manifest.open(archive.manifest_path, create=False) as manifest:
         for record in manifest.iter_archived():
@@ -29,6 +29,9 @@ def verify_archive(archive: Archive) -> list[tuple[Record, str]]:
             if record.file_bytes is not None and size != record.file_bytes:
                 problems.append((record, f"size changed: {size}, expected {record.file_bytes}"))
                 continue
-            if file_sha256(path) != record.file_sha256:
-                problems.append((record, "altered: contents differ from the archived file"))
+            tag_digest, audio_digest = file_digests(path)
+            if audio_digest != record.audio_sha256:
+                problems.append((record, "altered: the audio differs from what was archived"))
+            elif tag_digest != record.tag_sha256:
+                problems.append((record, "altered: the tag differs from what was archived"))
     return problems

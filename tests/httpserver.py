@@ -95,9 +95,17 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.peak = max(self.server.peak, sum(self.server.active.values()))
             host_now = self.server.active[self.headers.get("Host", "")]
             self.server.peak_per_host = max(self.server.peak_per_host, host_now)
+        self._counted = True
         try:
             self._serve(route, entry)
         finally:
+            self._uncount()
+
+    def _uncount(self) -> None:
+        """Leave the concurrency count; done before the last body bytes go out, since a
+        client that has them may start its next request before this thread runs on."""
+        if self._counted:
+            self._counted = False
             with self.server.lock:
                 self.server.active[self.headers.get("Host", "")] -= 1
 
@@ -191,6 +199,8 @@ class _Handler(BaseHTTPRequestHandler):
                 if stall is not None and position < stall < end:
                     end = stall
                 chunk = data[position:end]
+                if end == len(data):
+                    self._uncount()
                 if route.chunked:
                     self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
                 else:

@@ -16,7 +16,7 @@ from conftest import CORPUS_DOCS, PNG_COVER, Corpus, ffprobe, ffprobe_chapters
 from mutagen.id3 import ID3
 
 from fetcher.archive import Archive
-from fetcher.audio import payload_sha256
+from fetcher.audio import id3v2_size, payload_sha256
 from fetcher.download import sidecar_path
 
 SUMMARY_KEYS = {"source", "guid", "show_slug", "episode", "title", "status", "path", "bytes",
@@ -64,11 +64,14 @@ def test_first_run_archives_every_episode(corpus: Corpus) -> None:
     assert list((corpus.archive / ".fetcher" / "partial").iterdir()) == []
     # The manifest describes every file.
     db = sqlite3.connect(corpus.archive / ".fetcher" / "manifest.sqlite3")
-    rows = db.execute("SELECT path, file_bytes, file_sha256, audio_sha256 FROM episodes").fetchall()
+    rows = db.execute("SELECT path, file_bytes, tag_sha256, audio_sha256 FROM episodes").fetchall()
     assert len(rows) == 5
-    for path, size, file_hash, _audio_hash in rows:
+    for path, size, tag_hash, audio_hash in rows:
         data = (corpus.archive / path).read_bytes()
-        assert len(data) == size and hashlib.sha256(data).hexdigest() == file_hash
+        tag_size = id3v2_size(data[:10])
+        assert tag_size is not None and len(data) == size
+        assert hashlib.sha256(data[:tag_size]).hexdigest() == tag_hash
+        assert hashlib.sha256(data[tag_size:]).hexdigest() == audio_hash
 
 
 def test_second_run_is_a_no_op_without_audio_requests(corpus: Corpus) -> None:
@@ -134,7 +137,7 @@ def test_verify_catches_a_flipped_byte(corpus: Corpus) -> None:
     report = json.loads(result.stdout)
     assert report["ok"] is False
     assert [p["problem"] for p in report["problems"]] == [
-        "altered: contents differ from the archived file"
+        "altered: the audio differs from what was archived"
     ]
     assert victim.name in result.stderr
 

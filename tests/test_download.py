@@ -379,3 +379,14 @@ def fetch_reserved(server: TestServer, path: str, partial: Path, reserve: int,
             )
 
     return asyncio.run(run())
+
+
+def test_socket_read_size_knob_still_exists() -> None:
+    """fetcher raises httpcore's per-read size; an httpcore that renames it must be noticed."""
+    from httpcore._async.http11 import AsyncHTTP11Connection
+
+    from fetcher.download import SOCKET_READ_BYTES, _larger_socket_reads
+
+    assert hasattr(AsyncHTTP11Connection, "READ_NUM_BYTES")
+    _larger_socket_reads()
+    assert AsyncHTTP11Connection.READ_NUM_BYTES == SOCKET_READ_BYTES
