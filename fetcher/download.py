@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import email.utils
 import json
 import logging
@@ -48,6 +49,7 @@ from fetcher.errors import (
     SizeMismatchError,
     redact_url,
 )
+from fetcher.failpoints import failpoint
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,10 @@ class DownloadSettings:
     max_redirects: int = 10
     #: Upper bound for a body whose size nobody announced.
     max_bytes: int = 4 * 1024**3
+    #: A body slower than this many bytes per second, over ``speed_window`` seconds,
+    #: counts as stalled (a server dripping bytes never trips the read timeout).
+    min_speed: int = 1024
+    speed_window: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +105,7 @@ class Downloaded:
     reserve: int = 0
     #: Set when ``size_mismatch = "accept"`` let a size other than the document's pass.
     size_discrepancy: bool = False
+    url: str = ""
 
 
 # --- progress events ---------------------------------------------------------------
@@ -214,6 +221,42 @@ def _save_validators(partial: Path, validators: _Validators) -> None:
         encoding="utf-8",
     )
     temporary.replace(target)
+
+
+def mark_verified(result: Downloaded) -> None:
+    """Record in the sidecar that the partial file is complete and verified.
+
+    From then on the file's length changes as it is tagged, so byte offsets mean
+    nothing; a run that stops before the commit finishes the episode from this record
+    next time instead of downloading it again.
+    """
+    target = sidecar_path(result.path)
+    temporary = target.with_name(target.name + ".tmp")
+    temporary.write_text(json.dumps({"verified": dataclasses.asdict(result)}, default=str),
+                         encoding="utf-8")
+    temporary.replace(target)
+
+
+def _load_verified(partial: Path, url: str) -> Downloaded | None:
+    try:
+        data = json.loads(sidecar_path(partial).read_text(encoding="utf-8"))
+        info = data["verified"]
+        if info["url"] != url or not partial.exists():
+            return None
+        return Downloaded(
+            path=partial,
+            size=int(info["size"]),
+            audio_sha256=str(info["audio_sha256"]),
+            etag=info["etag"],
+            last_modified=info["last_modified"],
+            expected_bytes=info["expected_bytes"],
+            resumed_from=int(info["size"]),
+            reserve=int(info["reserve"]),
+            size_discrepancy=bool(info["size_discrepancy"]),
+            url=url,
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def discard_partial(partial: Path) -> None:
@@ -445,6 +488,10 @@ class Downloader:
 
     async def _attempt(self, request: DownloadRequest) -> Downloaded:
         partial = request.partial
+        finished = _load_verified(partial, request.url)
+        if finished is not None:
+            log.info("%s: finishing a download verified in an earlier run", request.key)
+            return finished
         validators = _load_validators(partial, request.url)
         reserve = validators.reserve if validators is not None else request.reserve
         offset = max(partial.stat().st_size - reserve, 0) if partial.exists() else 0
@@ -693,6 +740,9 @@ class Downloader:
             raise mismatch
         head = b""
         buffer = bytearray()
+        window_start = time.monotonic()
+        window_bytes = 0
+        settings = self.settings
 
         async def flush() -> None:
             nonlocal buffer
@@ -700,6 +750,7 @@ class Downloader:
                 data, buffer = buffer, bytearray()
                 await asyncio.to_thread(sink.write, data)
                 self.on_event(Advanced(request.key, len(data)))
+                failpoint("download-streaming")
 
         try:
             async for piece in response.aiter_raw():
@@ -721,6 +772,18 @@ class Downloader:
                 buffer += piece
                 if len(buffer) >= CHUNK_SIZE:
                     await flush()
+                window_bytes += len(piece)
+                elapsed = time.monotonic() - window_start
+                if elapsed >= settings.speed_window:
+                    if window_bytes < settings.min_speed * elapsed:
+                        await flush()
+                        raise _Transient(
+                            IncompleteDownloadError(
+                                f"too slow: {window_bytes} bytes in {elapsed:.0f} s",
+                                url=request.url, episode=request.key,
+                            )
+                        )
+                    window_start, window_bytes = time.monotonic(), 0
         except asyncio.CancelledError:
             # Interrupted: keep what arrived so that the next run resumes from it.
             if buffer:
@@ -788,6 +851,7 @@ class Downloader:
             resumed_from=offset,
             reserve=sink.reserve,
             size_discrepancy=discrepancy,
+            url=request.url,
         )
 
 

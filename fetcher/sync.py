@@ -29,9 +29,11 @@ from fetcher.download import (
     DownloadRequest,
     Event,
     discard_partial,
+    mark_verified,
     sidecar_path,
 )
 from fetcher.errors import FetcherError, NotAudioError
+from fetcher.failpoints import failpoint
 from fetcher.manifest import Manifest, Record
 from fetcher.model import Episode
 from fetcher.plan import Action, Plan, Step, build_plan
@@ -263,17 +265,19 @@ class _Runner:
     ) -> Outcome:
         assert step.path is not None
         partial = downloaded.path
-        # The bytes are verified; the sidecar's offsets stop meaning anything once the
-        # tag changes the file's length.
-        sidecar_path(partial).unlink(missing_ok=True)
+        await asyncio.to_thread(mark_verified, downloaded)
+        failpoint("download-verified")
         duration = await asyncio.to_thread(measure_duration_ms, partial)
         if duration is None:
             discard_partial(partial)
             raise NotAudioError("no MPEG audio frames found in the body", episode=episode.label)
         tagged = await self._tag(partial, episode, duration, journal=False)
+        failpoint("tagged")
         # The audio was hashed as it streamed; only the new tag needs hashing now.
         digest = await asyncio.to_thread(tag_sha256, partial)
         target = await asyncio.to_thread(self.archive.commit, partial, step.path)
+        failpoint("renamed")
+        sidecar_path(partial).unlink(missing_ok=True)
         stat = await asyncio.to_thread(target.stat)
         now = now_iso()
         previous = step.record
@@ -298,6 +302,7 @@ class _Runner:
             updated_at=now,
         )
         self.manifest.save(record)
+        failpoint("recorded")
         log.debug("%s: archived as %s (%d tag bytes)", episode.label, step.path,
                   tagged.tag_bytes)
         return Outcome(Status.DOWNLOADED, episode.source, episode, target, stat.st_size)

@@ -62,6 +62,7 @@ from mutagen.id3._util import ID3SaveConfig
 
 from fetcher.audio import ID3V1_SIZE, id3v2_size
 from fetcher.errors import TagError
+from fetcher.failpoints import failpoint
 from fetcher.model import Chapter, Episode, normalise_chapters
 
 log = logging.getLogger(__name__)
@@ -464,8 +465,13 @@ def _overwrite_in_place(path: Path, tag: bytes, strip_v1: bool, journal_dir: Pat
     journal = None
     if journal_dir is not None:
         journal = _write_journal(journal_dir, path, len(tag))
+        failpoint("tag-journaled")
     with path.open("r+b") as file:
-        file.write(tag)
+        half = len(tag) // 2
+        file.write(tag[:half])
+        file.flush()
+        failpoint("tag-torn")
+        file.write(tag[half:])
         if strip_v1:
             file.seek(-ID3V1_SIZE, os.SEEK_END)
             file.truncate()

@@ -6,12 +6,14 @@ from fetcher.archive import Archive
 from fetcher.audio import file_digests
 from fetcher.errors import ArchiveError
 from fetcher.manifest import Manifest, Record
+from fetcher.tagging import recover_journals
 
 
 def verify_archive(archive: Archive) -> list[tuple[Record, str]]:
     """Re-hash every archived file (tag and audio) against the manifest; the problems."""
     problems: list[tuple[Record, str]] = []
     with archive.lock(), Manifest.open(archive.manifest_path, create=False) as manifest:
+        recover_journals(archive.journal_dir)  # an interrupted re-tag is undone first
         for record in manifest.iter_archived():
             assert record.path is not None
             try:
