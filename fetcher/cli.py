@@ -36,7 +36,7 @@ from fetcher.sources import load_episodes
 from fetcher.sources.frontmatter import read_document
 from fetcher.sync import sync
 from fetcher.tagging import cover_url, picture_mime, write_tags
-from fetcher.verify import verify_archive
+from fetcher.verify import rebuild_manifest, verify_archive
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -73,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(check)
     check.add_argument("-o", "--output", type=Path, help="archive directory ([archive] dir)")
     check.add_argument("--json", action="store_true", help="print one JSON report")
+    fix = check.add_mutually_exclusive_group()
+    fix.add_argument("--repair", action="store_true",
+                     help="forget damaged files (moved to .fetcher/damaged/) so that the "
+                          "next sync fetches them again")
+    fix.add_argument("--rebuild", action="store_true",
+                     help="rebuild a lost or damaged manifest from the archived files' tags")
     _add_verbosity(check)
 
     show = commands.add_parser("show", help="list what episode documents contain")
@@ -165,7 +171,14 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     config = _config(args)
-    problems = verify_archive(Archive(config.archive.dir))
+    archive = Archive(config.archive.dir)
+    if args.rebuild:
+        if not archive.root.is_dir():
+            raise ConfigError(f"{archive.root}: no archive here")
+        count = rebuild_manifest(archive)
+        print(f"manifest rebuilt from {count} archived files; the next sync re-tags them "
+              "and fills in the rest", file=sys.stderr)
+    problems = verify_archive(archive, repair=args.repair)
     if args.json:
         _print_json({
             "ok": not problems,
@@ -173,6 +186,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
         })
     for record, problem in problems:
         log.error("%s: %s", record.path, problem)
+    if problems and args.repair:
+        print(f"{len(problems)} damaged or missing files forgotten; the next sync fetches "
+              "them again", file=sys.stderr)
     if not problems and not args.json and not args.quiet:
         print("archive verified: every file matches the manifest", file=sys.stderr)
     return EXIT_FAILED if problems else EXIT_OK

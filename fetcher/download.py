@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 CHUNK_SIZE = 1 << 20
+#: Response headers larger than this are a flood, not a podcast host.
+MAX_HEADER_BYTES = 64 * 1024
 #: Never wait longer than this for one ``Retry-After``.
 MAX_RETRY_AFTER = 300.0
 DEFAULT_USER_AGENT = f"fetcher/{__version__} (podcast archiver; +https://pypi.org/project/fetcher/)"
@@ -650,6 +652,13 @@ class Downloader:
                 raise DownloadError(
                     f"invalid URL ({type(exc).__name__})", url=url, episode=key
                 ) from None
+            header_bytes = sum(len(k) + len(v) for k, v in response.headers.raw)
+            if header_bytes > MAX_HEADER_BYTES:
+                await response.aclose()
+                raise DownloadError(
+                    f"server sent {header_bytes} bytes of headers (limit {MAX_HEADER_BYTES})",
+                    url=url, episode=key,
+                )
             if response.status_code not in REDIRECT_STATUSES:
                 encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
                 if encoding not in ("", "identity") and response.status_code < 300:

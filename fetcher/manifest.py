@@ -95,8 +95,9 @@ class Manifest:
             manifest._migrate()
         except sqlite3.DatabaseError as exc:
             raise ManifestError(
-                f"{path}: manifest is damaged or not a database ({exc}); move it aside and "
-                "run 'fetcher verify --rebuild' to rebuild it from the archived files"
+                f"{path}: manifest is damaged or not a database ({exc}); "
+                "'fetcher verify --rebuild' moves it aside and rebuilds it from the "
+                "archived files' tags"
             ) from None
         return manifest
 
@@ -121,7 +122,8 @@ class Manifest:
         if app_id not in (0, APPLICATION_ID) or (app_id == 0 and tables):
             raise ManifestError(
                 f"{self.path}: not a fetcher manifest (another program's database); "
-                "move it aside to start a new one"
+                "'fetcher verify --rebuild' moves it aside and rebuilds it from the "
+                "archived files' tags"
             )
         if version > SCHEMA_VERSION:
             raise ManifestError(

@@ -124,9 +124,14 @@ def _decide(
         return download("new episode", path)
 
     path = PurePosixPath(record.path)
-    if record.url != episode.audio_url:
+    # A rebuilt manifest knows neither URL nor size: the file is adopted as it is.
+    if record.url and record.url != episode.audio_url:
         return download("audio URL changed", path)
-    if episode.expected_bytes is not None and record.expected_bytes != episode.expected_bytes:
+    if (
+        episode.expected_bytes is not None
+        and record.expected_bytes is not None
+        and record.expected_bytes != episode.expected_bytes
+    ):
         return download(
             f"size changed ({record.expected_bytes} -> {episode.expected_bytes} bytes)", path
         )

@@ -330,7 +330,10 @@ class _Runner:
         stat = await asyncio.to_thread(target.stat)
         record = dataclasses.replace(
             step.record,
+            show_slug=episode.show_slug,
             source=str(episode.source),
+            url=step.record.url or episode.audio_url,
+            expected_bytes=step.record.expected_bytes or episode.expected_bytes,
             file_bytes=stat.st_size,
             file_mtime_ns=stat.st_mtime_ns,
             tag_sha256=digest,

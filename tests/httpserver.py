@@ -56,6 +56,8 @@ class Route:
     wrong_range_offset: int | None = None
     #: Send this many extra header lines.
     header_flood: int = 0
+    #: Stream the body again and again, chunked, until the client hangs up.
+    endless: bool = False
 
     def __post_init__(self) -> None:
         if self.etag is None:
@@ -159,12 +161,20 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         for key, value in headers.items():
             self.send_header(key, value)
-        if route.chunked:
+        if route.chunked or route.endless:
             self.send_header("Transfer-Encoding", "chunked")
         else:
             self.send_header("Content-Length", str(len(payload) + route.short_by))
         self.end_headers()
 
+        if route.endless:
+            self._uncount()
+            try:
+                while True:
+                    self._send_body(route, payload, entry, None)
+            except OSError:
+                self.close_connection = True
+            return
         limit = len(payload)
         drop = self._pop(route.drop_after)
         reset = self._pop(route.reset_after)
@@ -201,7 +211,7 @@ class _Handler(BaseHTTPRequestHandler):
                 chunk = data[position:end]
                 if end == len(data):
                     self._uncount()
-                if route.chunked:
+                if route.chunked or route.endless:
                     self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
                 else:
                     self.wfile.write(chunk)
@@ -211,6 +221,8 @@ class _Handler(BaseHTTPRequestHandler):
                     time.sleep(route.drip_delay)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+            if route.endless:
+                raise
 
     def _simple(
         self, entry: Logged, status: int, body: bytes, extra: dict[str, str] | None = None
