@@ -210,7 +210,10 @@ def normalise_chapters(
         if end is None or end <= chapter.start_ms or (limit is not None and end > limit):
             end = limit
         title = chapter.title or f"Chapter {index + 1}"
-        result.append(replace(chapter, end_ms=end, title=title))
+        if end == chapter.end_ms and title == chapter.title:
+            result.append(chapter)
+        else:
+            result.append(replace(chapter, end_ms=end, title=title))
     return result, warnings
 
 

@@ -9,6 +9,7 @@ with a reason naming the first.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,17 +58,25 @@ def iter_documents(paths: Iterable[Path]) -> Iterator[Path]:
 
 
 def _walk(directory: Path) -> Iterator[Path]:
+    # scandir's entries know their type from the directory itself: no stat per file,
+    # which is most of a no-op run's cost over thousands of documents.
     try:
-        children = sorted(directory.iterdir(), key=lambda p: p.name)
+        with os.scandir(directory) as scan:
+            entries = sorted(scan, key=lambda e: e.name)
     except OSError as exc:
         raise SourceError(directory, f"cannot list: {exc.strerror or exc}") from None
-    for child in children:
-        if child.name.startswith("."):
+    for entry in entries:
+        if entry.name.startswith("."):
             continue
-        if child.is_dir() and not child.is_symlink():
-            yield from _walk(child)
-        elif child.is_file() and child.suffix.lower() in DOCUMENT_SUFFIXES:
-            yield child
+        if entry.is_dir(follow_symlinks=False):
+            yield from _walk(Path(entry.path))
+        elif entry.is_file() and _suffix(entry.name) in DOCUMENT_SUFFIXES:
+            yield Path(entry.path)
+
+
+def _suffix(name: str) -> str:
+    stem, dot, ending = name.rpartition(".")
+    return f".{ending.lower()}" if dot and stem else ""
 
 
 def load_episodes(paths: Iterable[Path | str]) -> Loaded:

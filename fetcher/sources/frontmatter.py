@@ -31,12 +31,12 @@ Entry = Episode | Skipped
 def read_document(path: Path) -> list[Entry]:
     """Read one file into its episodes and skips; raises SourceError when malformed."""
     try:
-        size = path.stat().st_size
-        if size > MAX_DOCUMENT_BYTES:
-            raise SourceError(path, f"document is {size} bytes, larger than the limit")
-        raw = path.read_bytes()
+        with path.open("rb") as file:
+            raw = file.read(MAX_DOCUMENT_BYTES + 1)
     except OSError as exc:
         raise SourceError(path, f"cannot read: {exc.strerror or exc}") from None
+    if len(raw) > MAX_DOCUMENT_BYTES:
+        raise SourceError(path, f"document is larger than {MAX_DOCUMENT_BYTES} bytes")
     if raw.startswith(b"\xef\xbb\xbf"):
         raise SourceError(path, "starts with a UTF-8 byte-order mark; save it without one")
     try:
