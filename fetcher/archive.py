@@ -147,12 +147,14 @@ class Archive:
 
     def absolute(self, relative: PurePosixPath | str) -> Path:
         """The absolute path of an archive-relative path, refusing anything outside."""
-        relative = PurePosixPath(relative)
-        if relative.is_absolute() or ".." in relative.parts or not relative.parts:
+        # String checks, not pathlib: the planner calls this once per archived episode.
+        text = str(relative)
+        parts = [p for p in text.split("/") if p not in ("", ".")]
+        if text.startswith("/") or ".." in parts or not parts:
             raise ArchiveError(f"{relative}: path leaves the archive")
-        if relative.parts[0] == STATE_DIR:
+        if parts[0] == STATE_DIR:
             raise ArchiveError(f"{relative}: path is inside fetcher's own state directory")
-        return self.root.joinpath(*relative.parts)
+        return Path(f"{self.root}/{'/'.join(parts)}")
 
     def prepare(self) -> None:
         """Create the archive and state directories; fail clearly when unwritable."""

@@ -73,9 +73,7 @@ def build_plan(
     stat: StatFn = stat_or_none,
 ) -> Plan:
     entries = list(entries)
-    taken: dict[PurePosixPath, str] = {
-        PurePosixPath(r.path): r.guid for r in records.values() if r.path is not None
-    }
+    taken: dict[str, str] = {r.path: r.guid for r in records.values() if r.path is not None}
     steps: list[Step] = []
     for entry in entries:
         if isinstance(entry, Skipped):
@@ -88,14 +86,12 @@ def build_plan(
     return Plan(tuple(steps))
 
 
-def _assign_path(
-    episode: Episode, template: str, taken: dict[PurePosixPath, str]
-) -> PurePosixPath:
+def _assign_path(episode: Episode, template: str, taken: dict[str, str]) -> PurePosixPath:
     path = render_path(template, episode)
-    owner = taken.get(path)
+    owner = taken.get(str(path))
     if owner is not None and owner != episode.guid:
         path = with_suffix_for(path, episode.guid)
-    taken[path] = episode.guid
+    taken[str(path)] = episode.guid
     return path
 
 
@@ -105,7 +101,7 @@ def _decide(
     archive: Archive,
     template: str,
     tag_settings: TagSettings,
-    taken: dict[PurePosixPath, str],
+    taken: dict[str, str],
     stat: StatFn,
 ) -> Step:
     def download(reason: str, path: PurePosixPath) -> Step:
@@ -123,7 +119,7 @@ def _decide(
                         episode, episode.source)
         return download("new episode", path)
 
-    path = PurePosixPath(record.path)
+    path = PurePosixPath(record.path)  # one parse: the step carries it on
     # A rebuilt manifest knows neither URL nor size: the file is adopted as it is.
     if record.url and record.url != episode.audio_url:
         return download("audio URL changed", path)
@@ -136,7 +132,7 @@ def _decide(
             f"size changed ({record.expected_bytes} -> {episode.expected_bytes} bytes)", path
         )
     try:
-        current = stat(archive.absolute(path))
+        current = stat(archive.absolute(record.path))
     except Exception as exc:  # noqa: BLE001 - a hostile path in a damaged manifest
         return Step(Action.INVALID, f"{episode.source}: archived path refused: {exc}",
                     episode, episode.source)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,11 +33,12 @@ def read_document(path: Path) -> list[Entry]:
     """Read one file into its episodes and skips; raises SourceError when malformed."""
     try:
         with path.open("rb") as file:
-            raw = file.read(MAX_DOCUMENT_BYTES + 1)
+            size = os.fstat(file.fileno()).st_size
+            if size > MAX_DOCUMENT_BYTES:
+                raise SourceError(path, f"document is {size} bytes, larger than the limit")
+            raw = file.read()
     except OSError as exc:
         raise SourceError(path, f"cannot read: {exc.strerror or exc}") from None
-    if len(raw) > MAX_DOCUMENT_BYTES:
-        raise SourceError(path, f"document is larger than {MAX_DOCUMENT_BYTES} bytes")
     if raw.startswith(b"\xef\xbb\xbf"):
         raise SourceError(path, "starts with a UTF-8 byte-order mark; save it without one")
     try:
