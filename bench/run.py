@@ -252,17 +252,20 @@ def bench_noop(args: argparse.Namespace) -> None:
     for count in args.episodes:
         with tempfile.TemporaryDirectory(prefix="fetcher-noop-") as tmp:
             config = fabricate_archive(Path(tmp), count)
-            measures = []
-            for _ in range(args.runs):
-                m, out = measured([sys.executable, "-m", "fetcher", "sync", "-c", str(config),
-                                   "--json"])
-                counts = json.loads(out)["counts"]
-                if counts["up_to_date"] != count:
-                    raise SystemExit(f"no-op run did work: {counts}")
-                measures.append(m)
-            m = median(measures)
-            print(f"no-op sync over {count} archived episodes: {m.wall:.3f} s wall "
-                  f"(median of {args.runs}), {m.cpu:.2f} CPU s, peak RSS {m.rss_mb:.1f} MB")
+            _, out = measured([sys.executable, "-m", "fetcher", "sync", "-c", str(config),
+                               "--json"])
+            counts = json.loads(out)["counts"]
+            if counts["up_to_date"] != count:
+                raise SystemExit(f"no-op run did work: {counts}")
+            for flag in ("--quiet", "--json"):
+                measures = [
+                    measured([sys.executable, "-m", "fetcher", "sync", "-c", str(config), flag])[0]
+                    for _ in range(args.runs)
+                ]
+                m = median(measures)
+                print(f"no-op sync {flag:<8} over {count:>6} archived episodes: {m.wall:.3f} s "
+                      f"wall (median of {args.runs}), {m.cpu:.2f} CPU s, "
+                      f"peak RSS {m.rss_mb:.1f} MB")
 
 
 def main() -> None:

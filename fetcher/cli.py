@@ -133,7 +133,8 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def _print_json(data: Any) -> None:
-    json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
+    """One JSON document on one line (cheap for thousands of episodes; pipe to jq)."""
+    json.dump(data, sys.stdout, ensure_ascii=False, separators=(",", ":"))
     sys.stdout.write("\n")
 
 
