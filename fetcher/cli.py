@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -16,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from fetcher import render
 from fetcher._version import __version__
@@ -154,8 +157,11 @@ def cmd_sync(args: argparse.Namespace) -> int:
         return EXIT_OK
     bars = sys.stderr.isatty() and not args.quiet
     view = ProgressView(sys.stderr, bars=bars)
+    # While bars are drawn, log lines go through tqdm so that they do not tear them.
+    redirect = logging_redirect_tqdm([log]) if bars else contextlib.nullcontext()
     try:
-        report = sync(config, sources=args.sources, on_event=view, handle_signals=True)
+        with redirect:
+            report = sync(config, sources=args.sources, on_event=view, handle_signals=True)
     finally:
         view.close()
     for outcome in report.outcomes:
