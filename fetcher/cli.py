@@ -18,14 +18,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from tqdm.contrib.logging import logging_redirect_tqdm
-
 from fetcher import render
 from fetcher._version import __version__
 from fetcher.archive import Archive
 from fetcher.audio import measure_duration_ms
 from fetcher.config import Config, load_config
-from fetcher.download import Downloader
 from fetcher.errors import (
     ArchiveError,
     ArchiveLockedError,
@@ -34,7 +31,6 @@ from fetcher.errors import (
     SourceError,
 )
 from fetcher.model import Episode
-from fetcher.progress import ProgressView
 from fetcher.sources import load_episodes
 from fetcher.sources.frontmatter import read_document
 from fetcher.sync import sync
@@ -155,6 +151,10 @@ def cmd_sync(args: argparse.Namespace) -> int:
         else:
             print("\n".join(render.plan_text(report.plan)))
         return EXIT_OK
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from fetcher.progress import ProgressView
+
     bars = sys.stderr.isatty() and not args.quiet
     view = ProgressView(sys.stderr, bars=bars)
     # While bars are drawn, log lines go through tqdm so that they do not tear them.
@@ -243,6 +243,8 @@ async def _fetch_cover(config: Config, episode: Episode) -> bytes | None:
     url = cover_url(episode, config.tags)
     if url is None:
         return None
+    from fetcher.download import Downloader
+
     async with Downloader(config.download) as downloader:
         try:
             data = await downloader.fetch_small(episode.label, url,

@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from fetcher.archive import DEFAULT_TEMPLATE, check_template
-from fetcher.download import DEFAULT_USER_AGENT, DownloadSettings
 from fetcher.errors import ConfigError
-from fetcher.tagging import TagSettings
+from fetcher.settings import DEFAULT_USER_AGENT, DownloadSettings, TagSettings
 
 T = TypeVar("T")
 

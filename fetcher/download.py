@@ -30,13 +30,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from fetcher._version import __version__
 from fetcher.audio import PayloadHasher, describe_head, looks_like_audio
 from fetcher.errors import (
     DownloadError,
@@ -50,6 +48,7 @@ from fetcher.errors import (
     redact_url,
 )
 from fetcher.failpoints import failpoint
+from fetcher.settings import DownloadSettings as DownloadSettings
 
 log = logging.getLogger(__name__)
 
@@ -60,25 +59,6 @@ CHUNK_SIZE = 1 << 20
 MAX_HEADER_BYTES = 64 * 1024
 #: Never wait longer than this for one ``Retry-After``.
 MAX_RETRY_AFTER = 300.0
-DEFAULT_USER_AGENT = f"fetcher/{__version__} (podcast archiver; +https://pypi.org/project/fetcher/)"
-
-
-@dataclass(frozen=True, slots=True)
-class DownloadSettings:
-    jobs: int = 4
-    per_host: int = 2
-    retries: int = 5
-    backoff: float = 1.0
-    timeout: float = 30.0
-    user_agent: str = DEFAULT_USER_AGENT
-    size_mismatch: Literal["fail", "accept"] = "fail"
-    max_redirects: int = 10
-    #: Upper bound for a body whose size nobody announced.
-    max_bytes: int = 4 * 1024**3
-    #: A body slower than this many bytes per second, over ``speed_window`` seconds,
-    #: counts as stalled (a server dripping bytes never trips the read timeout).
-    min_speed: int = 1024
-    speed_window: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,12 +7,15 @@ outside the CLI imports this module.
 from __future__ import annotations
 
 import logging
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from tqdm import tqdm
 
 from fetcher.download import Advanced, Failed, Finished, Restarted, Retrying, Started
-from fetcher.sync import EpisodeDone, Status, SyncEvent
+from fetcher.sync import EpisodeDone, Status
+
+if TYPE_CHECKING:
+    from fetcher.download import Event
 
 log = logging.getLogger("fetcher")
 
@@ -26,7 +29,7 @@ class ProgressView:
         self._overall: tqdm[Any] | None = None
         self._files: dict[str, tqdm[Any]] = {}
 
-    def __call__(self, event: SyncEvent) -> None:
+    def __call__(self, event: Event | EpisodeDone) -> None:
         if self.bars:
             self._draw(event)
         if isinstance(event, EpisodeDone):
@@ -50,7 +53,7 @@ class ProgressView:
         else:
             log.error("%s", message)
 
-    def _draw(self, event: SyncEvent) -> None:
+    def _draw(self, event: Event | EpisodeDone) -> None:
         overall = self._overall_bar()
         if isinstance(event, Started):
             remaining = (event.total - event.offset) if event.total is not None else 0

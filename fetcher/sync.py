@@ -19,6 +19,7 @@ import signal
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fetcher.archive import Archive, now_iso
 from fetcher.audio import measure_duration_ms, tag_sha256
@@ -48,6 +49,11 @@ from fetcher.tagging import (
     tag_fingerprint,
     write_tags,
 )
+
+if TYPE_CHECKING:
+    # The download stage (httpx, tenacity) is imported only when there is work, so
+    # that a cron run with nothing to do starts fast.
+    from fetcher.download import Downloaded, Downloader, Event
 
 log = logging.getLogger(__name__)
 
@@ -94,11 +100,10 @@ class SyncReport:
         return not self.interrupted and self.count(Status.FAILED) == 0
 
 
-SyncEvent = Event | EpisodeDone
-EventSink = Callable[[SyncEvent], None]
+EventSink = Callable[["Event | EpisodeDone"], None]
 
 
-def _ignore(_: SyncEvent) -> None:
+def _ignore(_: Event | EpisodeDone) -> None:
     return None
 
 
@@ -174,6 +179,8 @@ class _Runner:
         work = [(i, s) for i, s in enumerate(plan.steps) if i not in outcomes]
         interrupted = False
         if work:
+            from fetcher.download import Downloader
+
             async with Downloader(self.config.download, on_event=self.on_event) as downloader:
                 self._downloader = downloader
                 tasks = {i: asyncio.create_task(self._run_step(step)) for i, step in work}
@@ -241,6 +248,7 @@ class _Runner:
 
     async def _download(self, step: Step, episode: Episode) -> Outcome:
         assert self._downloader is not None and step.path is not None
+
         partial = self.archive.partial_path(episode.guid)
         # The tag is sized before the download so that it can be written into room left
         # at the front of the partial file: the audio is written once, never copied.
@@ -264,6 +272,7 @@ class _Runner:
         self, step: Step, episode: Episode, downloaded: Downloaded
     ) -> Outcome:
         assert step.path is not None
+
         partial = downloaded.path
         await asyncio.to_thread(mark_verified, downloaded)
         failpoint("download-verified")

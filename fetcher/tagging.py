@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
 from mutagen.id3 import (
@@ -64,6 +64,7 @@ from fetcher.audio import ID3V1_SIZE, id3v2_size
 from fetcher.errors import TagError
 from fetcher.failpoints import failpoint
 from fetcher.model import Chapter, Episode, normalise_chapters
+from fetcher.settings import TagSettings as TagSettings
 
 log = logging.getLogger(__name__)
 
@@ -75,16 +76,6 @@ OWNED = ("TIT2", "TALB", "TPE1", "TPE2", "TRCK", "TCON", "TDES", "TGID", "PCST",
 DATE_FRAMES = ("TDRC", "TDRL", "TYER", "TDAT", "TIME", "TORY", "TDOR")
 CHAPTER_FRAMES = ("CHAP", "CTOC")
 DURATION_TOLERANCE_MS = 2_000
-
-
-@dataclass(frozen=True, slots=True)
-class TagSettings:
-    id3_version: Literal[3, 4] = 3
-    cover: bool = True
-    image_base_url: str | None = None
-    chapter_images: bool = False
-    hidden_chapters: Literal["omit", "untoc"] = "omit"
-    max_image_bytes: int = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,7 +385,7 @@ def write_tags(
     episode: Episode,
     *,
     duration_ms: int | None,
-    settings: TagSettings = TagSettings(),
+    settings: TagSettings | None = None,
     cover: bytes | None = None,
     images: Mapping[str, bytes] | None = None,
     journal_dir: Path | None = None,
@@ -406,8 +397,8 @@ def write_tags(
     (for files fetcher does not keep a journal for).
     """
     try:
-        return _write_tags(path, episode, duration_ms, settings, cover, images or {},
-                           journal_dir, in_place)
+        return _write_tags(path, episode, duration_ms, settings or TagSettings(), cover,
+                           images or {}, journal_dir, in_place)
     except TagError:
         raise
     except OSError as exc:

@@ -1,0 +1,40 @@
+"""The settings of the download and tag stages, kept apart from the stages themselves
+so that reading a configuration (or planning a no-op run) imports neither httpx nor
+mutagen."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from fetcher._version import __version__
+
+DEFAULT_USER_AGENT = f"fetcher/{__version__} (podcast archiver; +https://pypi.org/project/fetcher/)"
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadSettings:
+    jobs: int = 4
+    per_host: int = 2
+    retries: int = 5
+    backoff: float = 1.0
+    timeout: float = 30.0
+    user_agent: str = DEFAULT_USER_AGENT
+    size_mismatch: Literal["fail", "accept"] = "fail"
+    max_redirects: int = 10
+    #: Upper bound for a body whose size nobody announced.
+    max_bytes: int = 4 * 1024**3
+    #: A body slower than this many bytes per second, over ``speed_window`` seconds,
+    #: counts as stalled (a server dripping bytes never trips the read timeout).
+    min_speed: int = 1024
+    speed_window: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class TagSettings:
+    id3_version: Literal[3, 4] = 3
+    cover: bool = True
+    image_base_url: str | None = None
+    chapter_images: bool = False
+    hidden_chapters: Literal["omit", "untoc"] = "omit"
+    max_image_bytes: int = 1024 * 1024
