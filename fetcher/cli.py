@@ -133,8 +133,8 @@ def _config(args: argparse.Namespace) -> Config:
 
 def _print_json(data: Any) -> None:
     """One JSON document on one line (cheap for thousands of episodes; pipe to jq)."""
-    json.dump(data, sys.stdout, ensure_ascii=False, separators=(",", ":"))
-    sys.stdout.write("\n")
+    # dumps, not dump: dumps uses the C encoder, dump the pure-Python one.
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n")
 
 
 # --- commands -----------------------------------------------------------------------

@@ -174,7 +174,10 @@ def test_header_flood_is_a_clean_failure(corpus: Corpus) -> None:
                       header_flood=2_000)
     report = fetcher.sync(fetcher.load_config(corpus.config()))
     failed = [o for o in report.outcomes if o.status is fetcher.Status.FAILED]
-    assert len(failed) == 1 and "bytes of headers" in (failed[0].error or "")
+    # Refused by fetcher's limit, or earlier by h11's when the flood spans several reads.
+    assert len(failed) == 1
+    assert any(word in (failed[0].error or "") for word in ("bytes of headers",
+                                                            "RemoteProtocolError"))
     assert report.count(fetcher.Status.DOWNLOADED) == 4
 
 
