@@ -26,6 +26,10 @@ from fetcher.manifest import Manifest
 
 SEED_GUID = "ff801bd2-d0a6-4d9d-ae33-c4a56c4c67cf"
 
+# Each case runs the CLI two or three times: about 30 s in all. `pytest -m "not slow"`
+# leaves them out of a quick local loop; the README's test command (and CI) runs them.
+pytestmark = pytest.mark.slow
+
 
 def sync(config: Path, failpoint: str | None = None) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
