@@ -432,14 +432,7 @@ class Downloader:
                 f"host unreachable earlier in this run ({self._unreachable[host]})",
                 url=request.url, episode=request.key,
             )
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.settings.retries + 1),
-            wait=self._wait,
-            retry=retry_if_exception(lambda e: isinstance(e, _Transient)),
-            before_sleep=lambda state: self._announce_retry(request, state),
-            sleep=asyncio.sleep,
-            reraise=True,
-        )
+        retrying = self._retrying(request.key)
         try:
             async for attempt in retrying:
                 with attempt:
@@ -450,6 +443,17 @@ class Downloader:
             raise transient.error from None
         raise AssertionError("tenacity ended without a result")  # pragma: no cover
 
+    def _retrying(self, key: str) -> AsyncRetrying:
+        """Transient failures only, backoff with jitter or Retry-After, announced."""
+        return AsyncRetrying(
+            stop=stop_after_attempt(self.settings.retries + 1),
+            wait=self._wait,
+            retry=retry_if_exception(lambda e: isinstance(e, _Transient)),
+            before_sleep=lambda state: self._announce_retry(key, state),
+            sleep=asyncio.sleep,
+            reraise=True,
+        )
+
     def _wait(self, state: RetryCallState) -> float:
         outcome = state.outcome
         error = outcome.exception() if outcome is not None else None
@@ -458,13 +462,13 @@ class Downloader:
         base = self.settings.backoff * 2.0 ** (state.attempt_number - 1)
         return min(base, 60.0) * random.uniform(0.5, 1.5)
 
-    def _announce_retry(self, request: DownloadRequest, state: RetryCallState) -> None:
+    def _announce_retry(self, key: str, state: RetryCallState) -> None:
         outcome = state.outcome
         error = outcome.exception() if outcome is not None else None
         reason = str(error.error.reason) if isinstance(error, _Transient) else str(error)
         wait = state.next_action.sleep if state.next_action is not None else 0.0
-        log.info("%s: %s; retry %d in %.1fs", request.key, reason, state.attempt_number, wait)
-        self.on_event(Retrying(request.key, state.attempt_number, wait, reason))
+        log.info("%s: %s; retry %d in %.1fs", key, reason, state.attempt_number, wait)
+        self.on_event(Retrying(key, state.attempt_number, wait, reason))
 
     # One attempt: request (following redirects), check the answer, stream the body.
 
@@ -671,13 +675,7 @@ class Downloader:
     async def fetch_small(self, key: str, url: str, *, max_bytes: int) -> bytes:
         """A small resource (a cover image) in memory, with the same redirect and retry
         rules as audio; larger than *max_bytes* is an error."""
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.settings.retries + 1),
-            wait=self._wait,
-            retry=retry_if_exception(lambda e: isinstance(e, _Transient)),
-            sleep=asyncio.sleep,
-            reraise=True,
-        )
+        retrying = self._retrying(key)
         try:
             async with self._host_limit(url):
                 async for attempt in retrying:

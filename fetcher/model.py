@@ -186,7 +186,7 @@ def normalise_chapters(
         if len(kept) < len(unique):
             warnings.append(
                 f"{len(unique) - len(kept)} chapter(s) start at or after the end of the "
-                f"audio ({_clock(duration_ms)}); dropped"
+                f"audio ({clock(duration_ms)}); dropped"
             )
         unique = kept
 
@@ -217,7 +217,8 @@ def normalise_chapters(
     return result, warnings
 
 
-def _clock(ms: int) -> str:
+def clock(ms: int) -> str:
+    """``mm:ss``, or ``h:mm:ss`` from an hour on (for chapter times in messages)."""
     seconds = ms // 1000
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)

@@ -5,19 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from fetcher.errors import SourceError
-from fetcher.model import Chapter, Episode, Skipped
+from fetcher.model import Chapter, Episode, Skipped, clock
 from fetcher.plan import Action, Plan
 from fetcher.sync import Outcome, Status, SyncReport
-
-
-def clock(ms: int) -> str:
-    """``mm:ss``, or ``h:mm:ss`` from an hour on."""
-    seconds = ms // 1000
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}:{minutes:02d}:{secs:02d}"
-    return f"{minutes:02d}:{secs:02d}"
 
 
 def size(n: int | None) -> str:
