@@ -156,6 +156,20 @@ class Archive:
             raise ArchiveError(f"{relative}: path is inside fetcher's own state directory")
         return Path(f"{self.root}/{'/'.join(parts)}")
 
+    def existing_file(self, relative: PurePosixPath | str) -> Path:
+        """An archived file to change in place: a regular file inside the archive, not
+        a symbolic link, with no symbolic link on the way (a planted link is never
+        followed out of the archive)."""
+        path = self.absolute(relative)
+        current = self.root
+        for part in path.relative_to(self.root).parts:
+            current = current / part
+            if current.is_symlink():
+                raise ArchiveError(f"{current}: is a symbolic link; refusing to follow it")
+        if not path.resolve().is_relative_to(self.root.resolve()):
+            raise ArchiveError(f"{path}: path leaves the archive")
+        return path
+
     def prepare(self) -> None:
         """Create the archive and state directories; fail clearly when unwritable."""
         try:

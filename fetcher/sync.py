@@ -320,7 +320,7 @@ class _Runner:
 
     async def _retag(self, step: Step, episode: Episode) -> Outcome:
         assert step.path is not None and step.record is not None
-        target = self.archive.absolute(step.path)
+        target = self.archive.existing_file(step.path)
         duration = step.record.duration_ms
         if duration is None:
             duration = await asyncio.to_thread(measure_duration_ms, target)

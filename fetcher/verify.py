@@ -44,7 +44,7 @@ def verify_archive(archive: Archive, *, repair: bool = False) -> list[tuple[Reco
 def _check(archive: Archive, record: Record) -> str | None:
     assert record.path is not None
     try:
-        path = archive.absolute(record.path)
+        path = archive.existing_file(record.path)
     except ArchiveError as error:
         return str(error)
     if not path.is_file():

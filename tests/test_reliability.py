@@ -269,3 +269,21 @@ def test_query_strings_never_appear_in_output(corpus: Corpus) -> None:
         assert secret not in result.stdout and secret not in result.stderr
         seen += result.stderr
     assert "/audio/" in seen and "?<redacted>" in seen  # the URL is named, its token is not
+
+
+def test_symlink_planted_over_an_archived_file_is_not_followed(
+    corpus: Corpus, tmp_path: Path
+) -> None:
+    config = corpus.config()
+    assert cli("sync", "-c", str(config)).returncode == 0
+    outside = tmp_path / "outside.mp3"
+    outside.write_bytes(b"precious data, not an episode")
+    seed = next(corpus.archive.rglob("0603 - *.mp3"))
+    seed.unlink()
+    seed.symlink_to(outside)
+    corpus.edit(SEED_GUID, title="Retitled")  # a re-tag would write through the link
+    result = cli("sync", "-c", str(config))
+    assert result.returncode == 1 and "is a symbolic link" in result.stderr
+    assert outside.read_bytes() == b"precious data, not an episode"
+    verified = cli("verify", "-c", str(config))
+    assert verified.returncode == 1 and "is a symbolic link" in verified.stderr

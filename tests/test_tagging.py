@@ -325,3 +325,23 @@ def test_tag_goes_into_the_room_reserved_ahead_of_the_host_tag(tmp_path: Path) -
     assert size == reserve + len(host) and data[size:] == audio  # one tag, then the audio
     assert str(ID3(path)["TENC"]) == "HostEnc" and str(ID3(path)["TIT2"]) == SEED.title
     assert len(ffprobe_chapters(path)) == 7
+
+
+def test_declared_and_measured_durations_that_disagree_are_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path, _ = make_mp3(tmp_path, 3_629_000)  # within 2 s of the declared 1:00:30
+    tag(path, SEED)
+    assert "document declares" not in caplog.text
+    short, _ = make_mp3(tmp_path, 60_000, name="short.mp3")
+    tag(short, SEED)
+    assert "the audio plays 60.0 s but the document declares 3630.0 s" in caplog.text
+
+
+def test_id3v24_when_asked(tmp_path: Path) -> None:
+    path, audio = make_mp3(tmp_path, 3_630_000)
+    tag(path, SEED, settings=TagSettings(id3_version=4))
+    assert ID3(path).version[:2] == (2, 4)
+    assert [c[2] for c in ffprobe_chapters(path)][:2] == ["Intro",
+                                                          "Interview with Hannah Anderson"]
+    assert payload_sha256(path) == hashlib.sha256(audio).hexdigest()
