@@ -24,15 +24,6 @@ from typing import TYPE_CHECKING
 from fetcher.archive import Archive, now_iso
 from fetcher.audio import measure_duration_ms, tag_sha256
 from fetcher.config import Config
-from fetcher.download import (
-    Downloaded,
-    Downloader,
-    DownloadRequest,
-    Event,
-    discard_partial,
-    mark_verified,
-    sidecar_path,
-)
 from fetcher.errors import FetcherError, NotAudioError
 from fetcher.failpoints import failpoint
 from fetcher.manifest import Manifest, Record
@@ -248,6 +239,7 @@ class _Runner:
 
     async def _download(self, step: Step, episode: Episode) -> Outcome:
         assert self._downloader is not None and step.path is not None
+        from fetcher.download import DownloadRequest
 
         partial = self.archive.partial_path(episode.guid)
         # The tag is sized before the download so that it can be written into room left
@@ -272,6 +264,7 @@ class _Runner:
         self, step: Step, episode: Episode, downloaded: Downloaded
     ) -> Outcome:
         assert step.path is not None
+        from fetcher.download import discard_partial, mark_verified, sidecar_path
 
         partial = downloaded.path
         await asyncio.to_thread(mark_verified, downloaded)
