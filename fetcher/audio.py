@@ -39,6 +39,13 @@ def id3v2_size(header: bytes) -> int | None:
     return 10 + size + footer
 
 
+def id3v2_header(total: int, version: int = 3) -> bytes:
+    """The 10-byte header of an ID3v2 tag *total* bytes long, header included."""
+    body = total - 10
+    syncsafe = bytes([(body >> 21) & 0x7F, (body >> 14) & 0x7F, (body >> 7) & 0x7F, body & 0x7F])
+    return b"ID3" + bytes([version, 0, 0]) + syncsafe
+
+
 @dataclass(frozen=True, slots=True)
 class FrameHeader:
     version: int  # 1, 2 or 25 (MPEG 2.5)

@@ -35,7 +35,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from fetcher.audio import PayloadHasher, describe_head, looks_like_audio
+from fetcher.audio import PayloadHasher, describe_head, id3v2_header, looks_like_audio
 from fetcher.errors import (
     DownloadError,
     FetcherError,
@@ -250,10 +250,7 @@ def discard_partial(partial: Path) -> None:
 
 def placeholder_tag(size: int) -> bytes:
     """The header of an empty ID3v2.3 tag *size* bytes long (the rest is padding)."""
-    body = size - 10
-    return b"ID3\x03\x00\x00" + bytes(
-        [(body >> 21) & 0x7F, (body >> 14) & 0x7F, (body >> 7) & 0x7F, body & 0x7F]
-    )
+    return id3v2_header(size)
 
 
 class _Sink:

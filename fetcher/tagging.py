@@ -60,7 +60,7 @@ from mutagen.id3 import (
 from mutagen.id3._tags import save_frame  # the one frame encoder; version pinned
 from mutagen.id3._util import ID3SaveConfig
 
-from fetcher.audio import ID3V1_SIZE, id3v2_size
+from fetcher.audio import ID3V1_SIZE, id3v2_header, id3v2_size
 from fetcher.errors import TagError
 from fetcher.failpoints import failpoint
 from fetcher.model import Chapter, Episode, normalise_chapters
@@ -289,12 +289,7 @@ def render_tag(frames: Iterable[Frame], *, version: int, size: int | None = None
     total = size if size is not None else needed + PADDING
     if total < needed:
         raise ValueError("tag does not fit")
-    body_size = total - 10
-    syncsafe = bytes(
-        [(body_size >> 21) & 0x7F, (body_size >> 14) & 0x7F, (body_size >> 7) & 0x7F,
-         body_size & 0x7F]
-    )
-    return b"ID3" + bytes([version, 0, 0]) + syncsafe + bytes(data) + bytes(total - needed)
+    return id3v2_header(total, version) + bytes(data) + bytes(total - needed)
 
 
 def frames_in_order(holder: ID3, order: Iterable[Frame]) -> list[Frame]:
