@@ -219,11 +219,13 @@ def mark_verified(result: Downloaded) -> None:
     temporary.replace(target)
 
 
-def _load_verified(partial: Path, url: str) -> Downloaded | None:
+def verified_download(partial: Path, url: str) -> Downloaded | None:
+    """What :func:`mark_verified` recorded for *partial* and *url*, if anything (the
+    partial file itself may already have been renamed into the archive)."""
     try:
         data = json.loads(sidecar_path(partial).read_text(encoding="utf-8"))
         info = data["verified"]
-        if info["url"] != url or not partial.exists():
+        if info["url"] != url:
             return None
         return Downloaded(
             path=partial,
@@ -239,6 +241,10 @@ def _load_verified(partial: Path, url: str) -> Downloaded | None:
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def _load_verified(partial: Path, url: str) -> Downloaded | None:
+    return verified_download(partial, url) if partial.exists() else None
 
 
 def discard_partial(partial: Path) -> None:

@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import enum
 import logging
+import os
 import signal
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fetcher.archive import Archive, now_iso
-from fetcher.audio import measure_duration_ms, tag_sha256
+from fetcher.audio import measure_duration_ms, payload_sha256, tag_sha256
 from fetcher.config import Config
 from fetcher.errors import FetcherError, NotAudioError
 from fetcher.failpoints import failpoint
@@ -168,6 +169,7 @@ class _Runner:
                 if step.action is Action.INVALID and step.episode is not None:
                     self._remember_failure(step.episode, step.reason)
         work = [(i, s) for i, s in enumerate(plan.steps) if i not in outcomes]
+        self._drop_stale_sidecars(plan)
         interrupted = False
         if work:
             from fetcher.download import Downloader
@@ -191,6 +193,23 @@ class _Runner:
                     else:
                         raise result
         return [outcomes[i] for i in sorted(outcomes)], interrupted
+
+    def _drop_stale_sidecars(self, plan: Plan) -> None:
+        """Remove the records of verified downloads whose episode is archived already
+        (a crash came after the manifest row, before the clean-up)."""
+        directory = self.archive.state / "partial"
+        try:
+            names = {p.name for p in directory.iterdir()}
+        except OSError:
+            return
+        orphans = {n for n in names if n.endswith(".part.json") and n[:-5] not in names}
+        if not orphans:
+            return
+        for step in plan.steps:
+            if step.action is Action.UP_TO_DATE and step.episode is not None:
+                sidecar = self.archive.partial_path(step.episode.guid).name + ".json"
+                if sidecar in orphans:
+                    (directory / sidecar).unlink(missing_ok=True)
 
     def _install_signals(self, tasks: Iterable[asyncio.Task[Outcome]]) -> asyncio.Event:
         loop = asyncio.get_running_loop()
@@ -241,6 +260,9 @@ class _Runner:
         assert self._downloader is not None and step.path is not None
         from fetcher.download import DownloadRequest
 
+        adopted = await self._adopt(step, episode)
+        if adopted is not None:
+            return adopted
         partial = self.archive.partial_path(episode.guid)
         # The tag is sized before the download so that it can be written into room left
         # at the front of the partial file: the audio is written once, never copied.
@@ -279,35 +301,85 @@ class _Runner:
         digest = await asyncio.to_thread(tag_sha256, partial)
         target = await asyncio.to_thread(self.archive.commit, partial, step.path)
         failpoint("renamed")
+        stat = await self._record(step, episode, downloaded, target, duration, digest)
         sidecar_path(partial).unlink(missing_ok=True)
-        stat = await asyncio.to_thread(target.stat)
-        now = now_iso()
-        previous = step.record
-        record = Record(
-            guid=episode.guid,
-            show_slug=episode.show_slug,
-            source=str(episode.source),
-            url=episode.audio_url,
-            path=str(step.path),
-            expected_bytes=episode.expected_bytes,
-            received_bytes=downloaded.size,
-            file_bytes=stat.st_size,
-            file_mtime_ns=stat.st_mtime_ns,
-            audio_sha256=downloaded.audio_sha256,
-            tag_sha256=digest,
-            etag=downloaded.etag,
-            last_modified=downloaded.last_modified,
-            tag_hash=tag_fingerprint(episode, self.config.tags),
-            duration_ms=duration,
-            size_discrepancy=downloaded.size_discrepancy,
-            archived_at=(previous.archived_at if previous and previous.archived_at else now),
-            updated_at=now,
-        )
-        self.manifest.save(record)
-        failpoint("recorded")
         log.debug("%s: archived as %s (%d tag bytes)", episode.label, step.path,
                   tagged.tag_bytes)
         return Outcome(Status.DOWNLOADED, episode.source, episode, target, stat.st_size)
+
+    async def _record(
+        self,
+        step: Step,
+        episode: Episode,
+        downloaded: Downloaded,
+        target: Path,
+        duration: int | None,
+        tag_digest: str,
+    ) -> os.stat_result:
+        """Commit the manifest row of a file that now has its final name."""
+        stat = await asyncio.to_thread(target.stat)
+        now = now_iso()
+        previous = step.record
+        self.manifest.save(
+            Record(
+                guid=episode.guid,
+                show_slug=episode.show_slug,
+                source=str(episode.source),
+                url=episode.audio_url,
+                path=str(step.path),
+                expected_bytes=episode.expected_bytes,
+                received_bytes=downloaded.size,
+                file_bytes=stat.st_size,
+                file_mtime_ns=stat.st_mtime_ns,
+                audio_sha256=downloaded.audio_sha256,
+                tag_sha256=tag_digest,
+                etag=downloaded.etag,
+                last_modified=downloaded.last_modified,
+                tag_hash=tag_fingerprint(episode, self.config.tags),
+                duration_ms=duration,
+                size_discrepancy=downloaded.size_discrepancy,
+                archived_at=(previous.archived_at if previous and previous.archived_at
+                             else now),
+                updated_at=now,
+            )
+        )
+        failpoint("recorded")
+        return stat
+
+    async def _adopt(self, step: Step, episode: Episode) -> Outcome | None:
+        """Finish an episode whose verified file reached its final name just before a
+        crash, without downloading it again: its audio must hash to what was verified."""
+        from fetcher.download import sidecar_path, verified_download
+
+        assert step.path is not None
+        partial = self.archive.partial_path(episode.guid)
+        verified = verified_download(partial, episode.audio_url)
+        if verified is None or partial.exists():
+            return None
+        try:
+            target = self.archive.existing_file(step.path)
+        except FetcherError:
+            return None
+        if not target.is_file() or (
+            await asyncio.to_thread(payload_sha256, target) != verified.audio_sha256
+        ):
+            return None
+        log.info("%s: adopting %s, archived just before an interruption", episode.label,
+                 step.path)
+
+        async def finish() -> Outcome:
+            duration = await asyncio.to_thread(measure_duration_ms, target)
+            await self._tag(target, episode, duration, journal=True)
+            digest = await asyncio.to_thread(tag_sha256, target)
+            stat = await self._record(step, episode, verified, target, duration, digest)
+            sidecar_path(partial).unlink(missing_ok=True)
+            return Outcome(Status.DOWNLOADED, episode.source, episode, target, stat.st_size)
+
+        finishing = asyncio.ensure_future(finish())
+        try:
+            return await asyncio.shield(finishing)
+        except asyncio.CancelledError:
+            return await finishing
 
     # --- only the metadata changed --------------------------------------------------
 
