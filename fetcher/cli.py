@@ -12,7 +12,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -255,9 +257,17 @@ async def _fetch_cover(config: Config, episode: Episode) -> bytes | None:
     return data if picture_mime(data) else None
 
 
+def _terminate_as_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args)
+    # SIGTERM (systemd, cron's kill) before the download loop takes over its own
+    # handling ends the run like Ctrl-C: exit 130, nothing half-written.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     handlers = {"sync": cmd_sync, "verify": cmd_verify, "show": cmd_show, "tag": cmd_tag}
     try:
         return handlers[args.command](args)
