@@ -104,13 +104,13 @@ def cover_url(episode: Episode, settings: TagSettings) -> str | None:
     """The absolute cover URL: ``header_image`` against ``image_base_url`` or the page."""
     if not settings.cover or not episode.header_image:
         return None
-    return resolve_url(episode.header_image, settings.image_base_url or _origin(episode.page_url))
+    return resolve_url(episode.header_image, image_base(episode, settings))
 
 
 def chapter_image_urls(episode: Episode, settings: TagSettings) -> list[str]:
     if not settings.chapter_images:
         return []
-    base = settings.image_base_url or _origin(episode.page_url)
+    base = image_base(episode, settings)
     urls = (resolve_url(c.img, base) for c in episode.chapters if c.img)
     return sorted({u for u in urls if u})
 
@@ -122,6 +122,11 @@ def resolve_url(reference: str, base: str | None) -> str | None:
         if urlsplit(absolute).scheme.lower() in ("http", "https"):
             return absolute
     return None
+
+
+def image_base(episode: Episode, settings: TagSettings) -> str | None:
+    """What relative image paths resolve against: the setting, else the page's origin."""
+    return settings.image_base_url or _origin(episode.page_url)
 
 
 def _origin(url: str | None) -> str | None:
@@ -268,6 +273,12 @@ def render_tag(frames: Iterable[Frame], *, version: int, size: int | None = None
     With *size*, padding makes the tag exactly that long (it must fit); otherwise the
     tag gets :data:`PADDING` bytes of room.
     """
+    return wrap_tag(encode_frames(frames, version=version), version=version, size=size)
+
+
+def encode_frames(frames: Iterable[Frame], *, version: int) -> bytes:
+    """*frames* encoded for ID3v2.*version*, in the given order (not mutagen's)."""
+    frames = list(frames)
     holder = ID3()
     for frame in frames:
         holder.add(frame)
@@ -285,11 +296,16 @@ def render_tag(frames: Iterable[Frame], *, version: int, size: int | None = None
             continue
         seen.add(key)
         data += save_frame(frame, config=config)
+    return bytes(data)
+
+
+def wrap_tag(data: bytes, *, version: int, size: int | None = None) -> bytes:
+    """Header + encoded frames + padding; see :func:`render_tag`."""
     needed = len(data) + 10
     total = size if size is not None else needed + PADDING
     if total < needed:
         raise ValueError("tag does not fit")
-    return id3v2_header(total, version) + bytes(data) + bytes(total - needed)
+    return id3v2_header(total, version) + data + bytes(total - needed)
 
 
 def frames_in_order(holder: ID3, order: Iterable[Frame]) -> list[Frame]:
@@ -320,7 +336,7 @@ def reserve_for(
     which sits in that room too.
     """
     chapters, _ = normalise_chapters(episode.chapters)
-    base_url = settings.image_base_url or _origin(episode.page_url)
+    base_url = image_base(episode, settings)
     frames = [*metadata_frames(episode, cover),
               *chapter_frames(_ended(chapters), settings, images, base_url)]
     return len(render_tag(frames, version=settings.id3_version)) + HOST_SLACK
@@ -424,7 +440,7 @@ def _write_tags(
         )
     chapters = final_chapters(episode, duration_ms)
     existing, region = _leading_tags(path)
-    base_url = settings.image_base_url or _origin(episode.page_url)
+    base_url = image_base(episode, settings)
     frames = [
         *metadata_frames(episode, cover),
         *host_frames(existing, replace_chapters=bool(chapters), cover=cover is not None),
@@ -432,17 +448,17 @@ def _write_tags(
     ]
     # Pictures last: players read the small frames first.
     frames.sort(key=lambda f: f.FrameID == "APIC")
-    minimal = render_tag(frames, version=settings.id3_version, size=None)
-    needed = len(minimal) - PADDING
+    version = settings.id3_version
+    encoded = encode_frames(frames, version=version)
     strip_v1 = _has_id3v1(path)
     written_chapters = sum(1 for c in chapters if c.toc or settings.hidden_chapters == "untoc")
 
-    if in_place and region and needed <= region:
-        tag = render_tag(frames, version=settings.id3_version, size=region)
+    if in_place and region and len(encoded) + 10 <= region:
+        tag = wrap_tag(encoded, version=version, size=region)
         _overwrite_in_place(path, tag, strip_v1, journal_dir)
         return Tagged(len(tag), len(tag), True, written_chapters)
 
-    tag = minimal
+    tag = wrap_tag(encoded, version=version)
     _rewrite(path, tag, region, strip_v1)
     return Tagged(len(tag), path.stat().st_size, False, written_chapters)
 
