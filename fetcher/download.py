@@ -27,9 +27,10 @@ import os
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -51,6 +52,7 @@ from fetcher.failpoints import failpoint
 from fetcher.settings import DownloadSettings as DownloadSettings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -429,17 +431,24 @@ class Downloader:
         return result
 
     async def _with_retries(self, request: DownloadRequest) -> Downloaded:
-        host = _host(request.url)
+        return await self._retried(request.key, request.url, lambda: self._attempt(request))
+
+    async def _retried(self, key: str, url: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run *attempt* under the retry policy; unwrap the typed error at the end.
+
+        A host that could not be reached at all after every retry fails the rest of the
+        run's requests to it at once instead of waiting through the same retries.
+        """
+        host = _host(url)
         if host in self._unreachable:
             raise DownloadError(
                 f"host unreachable earlier in this run ({self._unreachable[host]})",
-                url=request.url, episode=request.key,
+                url=url, episode=key,
             )
-        retrying = self._retrying(request.key)
         try:
-            async for attempt in retrying:
-                with attempt:
-                    return await self._attempt(request)
+            async for try_ in self._retrying(key):
+                with try_:
+                    return await attempt()
         except _Transient as transient:
             if transient.no_connection:
                 self._unreachable[host] = transient.error.reason
@@ -492,14 +501,14 @@ class Downloader:
 
         sink = await asyncio.to_thread(_Sink, partial, offset, reserve)
         try:
-            return await self._transfer(request, sink, validators)
+            try:
+                return await self._transfer(request, sink, validators)
+            finally:
+                sink.close()
         except FetcherError:
             # Bytes that failed verification are not worth resuming.
-            sink.close()
             discard_partial(partial)
             raise
-        finally:
-            sink.close()
 
     async def _transfer(
         self, request: DownloadRequest, sink: _Sink, validators: _Validators | None
@@ -517,7 +526,7 @@ class Downloader:
             headers["Range"] = f"bytes={offset}-"
             headers["If-Range"] = if_range
 
-        response = await self._open(request, headers)
+        response = await self._get(request.key, request.url, headers)
         try:
             total = await self._check_answer(request, response, sink, offset)
             offset = sink.size
@@ -575,7 +584,7 @@ class Downloader:
                     url=request.url, episode=request.key,
                 )
             )
-        raise self._status_error(request, response)
+        raise _status_error(request.key, response)
 
     async def _forget(self, request: DownloadRequest, sink: _Sink) -> None:
         """Throw the partial bytes away so that the transfer starts at zero."""
@@ -604,11 +613,8 @@ class Downloader:
             return (expected if self.settings.size_mismatch == "fail" else expected * 2), None
         return self.settings.max_bytes, None
 
-    async def _open(self, request: DownloadRequest, headers: dict[str, str]) -> httpx.Response:
-        """Send the request, following redirects by hand; returns an open response."""
-        return await self._get(request.key, request.url, headers)
-
     async def _get(self, key: str, start_url: str, headers: dict[str, str]) -> httpx.Response:
+        """Send a GET, following redirects by hand; returns an open response."""
         assert self._client is not None
         url = start_url
         for _hop in range(self.settings.max_redirects + 1):
@@ -672,21 +678,11 @@ class Downloader:
             url=start_url, episode=key,
         )
 
-    def _status_error(self, request: DownloadRequest, response: httpx.Response) -> Exception:
-        return _status_error(request.key, response)
-
     async def fetch_small(self, key: str, url: str, *, max_bytes: int) -> bytes:
         """A small resource (a cover image) in memory, with the same redirect and retry
         rules as audio; larger than *max_bytes* is an error."""
-        retrying = self._retrying(key)
-        try:
-            async with self._host_limit(url):
-                async for attempt in retrying:
-                    with attempt:
-                        return await self._read_small(key, url, max_bytes)
-        except _Transient as transient:
-            raise transient.error from None
-        raise AssertionError("tenacity ended without a result")  # pragma: no cover
+        async with self._host_limit(url):
+            return await self._retried(key, url, lambda: self._read_small(key, url, max_bytes))
 
     async def _read_small(self, key: str, url: str, max_bytes: int) -> bytes:
         response = await self._get(key, url, {})
@@ -710,7 +706,6 @@ class Downloader:
             return bytes(data)
         finally:
             await response.aclose()
-
 
     async def _stream(
         self,
