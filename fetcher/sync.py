@@ -17,10 +17,10 @@ import enum
 import logging
 import os
 import signal
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fetcher.archive import Archive, now_iso
 from fetcher.audio import measure_duration_ms, payload_sha256, tag_sha256
@@ -137,6 +137,16 @@ def _dry_run(config: Config, archive: Archive, paths: list[Path]) -> SyncReport:
     return SyncReport(plan, tuple(_static_outcome(step) for step in plan.steps
                                   if step.action not in (Action.DOWNLOAD, Action.RETAG)),
                       dry_run=True)
+
+
+async def _uninterrupted(work: Coroutine[Any, Any, Outcome]) -> Outcome:
+    """Run *work* to its end even when the run is interrupted meanwhile: a file half-way
+    between partial and archive, or half re-tagged, must never be left behind."""
+    finishing = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(finishing)
+    except asyncio.CancelledError:
+        return await finishing
 
 
 def _static_outcome(step: Step) -> Outcome:
@@ -274,13 +284,7 @@ class _Runner:
             DownloadRequest(episode.label, episode.audio_url, partial, episode.expected_bytes,
                             reserve=reserve)
         )
-        # From here on the episode is finished even if the run is interrupted: a file
-        # half-way between partial and archive is what must never be left behind.
-        finishing = asyncio.ensure_future(self._finish_download(step, episode, downloaded))
-        try:
-            return await asyncio.shield(finishing)
-        except asyncio.CancelledError:
-            return await finishing
+        return await _uninterrupted(self._finish_download(step, episode, downloaded))
 
     async def _finish_download(
         self, step: Step, episode: Episode, downloaded: Downloaded
@@ -375,11 +379,7 @@ class _Runner:
             sidecar_path(partial).unlink(missing_ok=True)
             return Outcome(Status.DOWNLOADED, episode.source, episode, target, stat.st_size)
 
-        finishing = asyncio.ensure_future(finish())
-        try:
-            return await asyncio.shield(finishing)
-        except asyncio.CancelledError:
-            return await finishing
+        return await _uninterrupted(finish())
 
     # --- only the metadata changed --------------------------------------------------
 
@@ -389,11 +389,7 @@ class _Runner:
         duration = step.record.duration_ms
         if duration is None:
             duration = await asyncio.to_thread(measure_duration_ms, target)
-        finishing = asyncio.ensure_future(self._finish_retag(step, episode, target, duration))
-        try:
-            return await asyncio.shield(finishing)
-        except asyncio.CancelledError:
-            return await finishing
+        return await _uninterrupted(self._finish_retag(step, episode, target, duration))
 
     async def _finish_retag(
         self, step: Step, episode: Episode, target: Path, duration: int | None
