@@ -9,9 +9,19 @@ from typing import Any
 
 import pytest
 
+from fetcher.model import Episode
+from fetcher.sources.frontmatter import read_document
+
 FIXTURES = Path(__file__).parent / "fixtures"
 DOCS = FIXTURES / "docs"
 SEED_DOC = DOCS / "seed-0603.md"
+
+
+def seed_episode() -> Episode:
+    """Episode 603 of the shared corpus, read by the real source."""
+    entry = read_document(SEED_DOC)[0]
+    assert isinstance(entry, Episode)
+    return entry
 
 
 def split_document(path: Path) -> tuple[dict[str, Any], str]:

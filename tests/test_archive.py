@@ -7,7 +7,7 @@ import os
 from pathlib import Path, PurePosixPath
 
 import pytest
-from conftest import SEED_DOC
+from conftest import seed_episode
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,11 +20,8 @@ from fetcher.archive import (
     with_suffix_for,
 )
 from fetcher.errors import ArchiveError, ArchiveLockedError
-from fetcher.model import Episode
-from fetcher.sources.frontmatter import read_document
 
-SEED = read_document(SEED_DOC)[0]
-assert isinstance(SEED, Episode)
+SEED = seed_episode()
 
 
 def test_default_layout() -> None:

@@ -6,18 +6,16 @@ import dataclasses
 import os
 from pathlib import Path, PurePosixPath
 
-from conftest import SEED_DOC
+from conftest import seed_episode
 
 from fetcher.archive import DEFAULT_TEMPLATE, Archive
 from fetcher.errors import SourceError
 from fetcher.manifest import Record
 from fetcher.model import Episode, Skipped
 from fetcher.plan import Action, build_plan
-from fetcher.sources.frontmatter import read_document
 from fetcher.tagging import TagSettings, tag_fingerprint
 
-SEED = read_document(SEED_DOC)[0]
-assert isinstance(SEED, Episode)
+SEED = seed_episode()
 ARCHIVE = Archive(Path("/archive"))
 PATH = "linux-unplugged/0603 - All Your Kernels Belong to Rust.mp3"
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import DOCS, SEED_DOC, ffprobe, ffprobe_chapters
+from conftest import DOCS, ffprobe, ffprobe_chapters, seed_episode
 from mp3factory import FRAME_MS, id3v1_tag, id3v2_tag, mp3_bytes, text_frame_v23
 from mutagen.id3 import CHAP, CTOC, ID3, TIT2, CTOCFlags, Encoding
 
@@ -25,8 +25,7 @@ from fetcher.tagging import (
     write_tags,
 )
 
-SEED = read_document(SEED_DOC)[0]
-assert isinstance(SEED, Episode)
+SEED = seed_episode()
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(200)
 
 
