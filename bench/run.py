@@ -30,13 +30,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE.parent))
 
-from mp3factory import FRAME_BYTES, FRAME_MS, mp3_bytes  # noqa: E402
 from server import FileServer  # noqa: E402
+from support.mp3factory import FRAME_BYTES, FRAME_MS, mp3_bytes  # noqa: E402
 
-from fetcher.archive import Archive  # noqa: E402
-from fetcher.manifest import Manifest, Record  # noqa: E402
+from fetcher.settings import TagSettings  # noqa: E402
 from fetcher.sources import load_episodes  # noqa: E402
-from fetcher.tagging import TagSettings, tag_fingerprint  # noqa: E402
+from fetcher.store.local import Archive  # noqa: E402
+from fetcher.store.manifest import Manifest, Record  # noqa: E402
+from fetcher.tagging.spec import tag_fingerprint  # noqa: E402
 
 
 @dataclass

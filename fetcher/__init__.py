@@ -1,7 +1,13 @@
-"""fetcher: mirror podcasts into a verified, chapterized archive."""
+"""fetcher: mirror podcasts into a verified, chapterized archive.
+
+The public API: :func:`sync` (or :func:`run` inside an event loop) brings an archive
+up to date; :func:`load_episodes` / :func:`read_sources` read sources;
+:func:`build_plan` decides what each episode needs; :func:`verify_archive` audits an
+archive. Everything they take and return is exported here too.
+"""
 
 from fetcher._version import __version__
-from fetcher.config import Config, load_config
+from fetcher.config import ArchiveConfig, Config, SourcesConfig, load_config
 from fetcher.errors import (
     ArchiveError,
     ArchiveLockedError,
@@ -13,35 +19,73 @@ from fetcher.errors import (
     TagError,
     VerifyError,
 )
-from fetcher.model import Chapter, Episode, Skipped
-from fetcher.plan import Action, Plan, build_plan
-from fetcher.sources import load_episodes
-from fetcher.sync import Outcome, Status, SyncReport, sync
+from fetcher.events import (
+    Advanced,
+    EpisodeDone,
+    Event,
+    EventSink,
+    Failed,
+    Finished,
+    Outcome,
+    Restarted,
+    Retrying,
+    Started,
+    Status,
+)
+from fetcher.model import Chapter, Episode, Skipped, Transcript
+from fetcher.plan import Action, Plan, Step, build_plan
+from fetcher.settings import DownloadSettings, TagSettings
+from fetcher.sources import Entry, Loaded, load_episodes, read_sources
+from fetcher.store import Archive, Store
+from fetcher.store.manifest import Record
+from fetcher.sync import SyncReport, run, sync
 from fetcher.verify import verify_archive
 
 __all__ = [
     "Action",
+    "Advanced",
+    "Archive",
+    "ArchiveConfig",
     "ArchiveError",
     "ArchiveLockedError",
     "Chapter",
     "Config",
     "ConfigError",
     "DownloadError",
+    "DownloadSettings",
+    "Entry",
     "Episode",
+    "EpisodeDone",
+    "Event",
+    "EventSink",
+    "Failed",
     "FetcherError",
+    "Finished",
+    "Loaded",
     "ManifestError",
     "Outcome",
     "Plan",
+    "Record",
+    "Restarted",
+    "Retrying",
     "Skipped",
     "SourceError",
+    "SourcesConfig",
+    "Started",
     "Status",
+    "Step",
+    "Store",
     "SyncReport",
     "TagError",
+    "TagSettings",
+    "Transcript",
     "VerifyError",
     "__version__",
     "build_plan",
     "load_config",
     "load_episodes",
+    "read_sources",
+    "run",
     "sync",
     "verify_archive",
 ]

@@ -8,7 +8,6 @@ Exit codes: 0 all ok, 1 one or more episodes failed (or verify found a problem),
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import logging
@@ -22,22 +21,17 @@ from typing import Any
 
 from fetcher import render
 from fetcher._version import __version__
-from fetcher.archive import Archive
-from fetcher.audio import measure_duration_ms
 from fetcher.config import Config, load_config
 from fetcher.errors import (
     ArchiveError,
     ArchiveLockedError,
     ConfigError,
     FetcherError,
-    SourceError,
+    TagError,
 )
-from fetcher.model import Episode
 from fetcher.sources import load_episodes
-from fetcher.sources.frontmatter import read_document
+from fetcher.store import Archive
 from fetcher.sync import sync
-from fetcher.tagging import cover_url, picture_mime, write_tags
-from fetcher.verify import rebuild_manifest, verify_archive
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -61,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = commands.add_parser("sync", help="download, verify, tag and record new episodes")
-    run.add_argument("sources", nargs="*", type=Path, metavar="SOURCE",
+    run.add_argument("sources", nargs="*", metavar="SOURCE",
                      help="episode documents or directories (default: [sources] paths)")
     _add_config(run)
     run.add_argument("-o", "--output", type=Path, help="archive directory ([archive] dir)")
@@ -83,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_verbosity(check)
 
     show = commands.add_parser("show", help="list what episode documents contain")
-    show.add_argument("sources", nargs="+", type=Path, metavar="SOURCE")
+    show.add_argument("sources", nargs="+", metavar="SOURCE")
     show.add_argument("--json", action="store_true", help="print one JSON array")
     _add_verbosity(show)
 
@@ -179,6 +173,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from fetcher.verify import rebuild_manifest, verify_archive
+
     config = _config(args)
     archive = Archive(config.archive.dir)
     if args.rebuild:
@@ -220,41 +216,20 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_tag(args: argparse.Namespace) -> int:
+    from fetcher.ops import tag_file
+
     config = _config(args)
-    entries = read_document(args.doc)
-    episodes = [e for e in entries if isinstance(e, Episode)]
-    if len(episodes) != 1:
-        raise SourceError(args.doc, f"holds {len(episodes)} episodes; tag needs exactly one")
-    episode = episodes[0]
-    if not args.mp3.is_file():
+    if not args.mp3.exists():
         raise ConfigError(f"{args.mp3}: no such file")
-    duration = measure_duration_ms(args.mp3)
-    if duration is None:
-        log.error("%s: no MPEG audio frames found; not tagged", args.mp3)
+    try:
+        tagged = tag_file(args.mp3, args.doc, config)
+    except TagError as error:
+        log.error("%s", error)
         return EXIT_FAILED
-    cover = asyncio.run(_fetch_cover(config, episode))
-    tagged = write_tags(args.mp3, episode, duration_ms=duration, settings=config.tags,
-                        cover=cover, in_place=False)
     if not args.quiet:
         print(f"tagged {args.mp3}: {tagged.chapters} chapters, {tagged.tag_bytes} tag bytes",
               file=sys.stderr)
     return EXIT_OK
-
-
-async def _fetch_cover(config: Config, episode: Episode) -> bytes | None:
-    url = cover_url(episode, config.tags)
-    if url is None:
-        return None
-    from fetcher.download import Downloader
-
-    async with Downloader(config.download) as downloader:
-        try:
-            data = await downloader.fetch_small(episode.label, url,
-                                                max_bytes=config.tags.max_image_bytes)
-        except FetcherError as error:
-            log.warning("%s: cover skipped: %s", episode.label, error)
-            return None
-    return data if picture_mime(data) else None
 
 
 def _terminate_as_interrupt(signum: int, frame: object) -> None:

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from fetcher.archive import DEFAULT_TEMPLATE, check_template
 from fetcher.errors import ConfigError
 from fetcher.settings import DEFAULT_USER_AGENT, DownloadSettings, TagSettings
+from fetcher.store.layout import DEFAULT_TEMPLATE, check_template
 
 T = TypeVar("T")
 
@@ -27,7 +27,8 @@ class ArchiveConfig:
 
 @dataclass(frozen=True, slots=True)
 class SourcesConfig:
-    paths: tuple[Path, ...] = ()
+    #: Paths (relative ones resolved against the config file's directory) and URLs.
+    paths: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +83,7 @@ SCHEMA: dict[str, dict[str, tuple[Check, str]]] = {
         "timeout": (_number(0.1, 3600), "seconds from 0.1 to 3600"),
         "user_agent": (_string, "text"),
         "size_mismatch": (_choice("fail", "accept"), '"fail" or "accept"'),
+        "max_retry_wait": (_number(0, 86400), "seconds from 0 to 86400"),
     },
     "tags": {
         "id3_version": (_choice(3, 4), "3 or 4"),
@@ -137,7 +139,7 @@ def parse_config(data: Mapping[str, Any], *, base: Path, path: Path | None = Non
     if not str(archive.get("dir", "archive")).strip():
         raise ConfigError("must not be empty", key="archive.dir", path=path)
     sources = SourcesConfig(
-        tuple(_resolve(base, p) for p in data.get("sources", {}).get("paths", []))
+        tuple(_source(base, p) for p in data.get("sources", {}).get("paths", []))
     )
     download = _fill(DownloadSettings(), data.get("download", {}))
     if not download.user_agent.strip():
@@ -147,6 +149,13 @@ def parse_config(data: Mapping[str, Any], *, base: Path, path: Path | None = Non
         tags_data["image_base_url"] = None
     tags = _fill(TagSettings(), tags_data)
     return Config(archive_config, sources, download, tags)
+
+
+def _source(base: Path, value: str) -> str:
+    """A source as given: a URL unchanged, a path resolved like every other path."""
+    if value.lower().startswith(("http://", "https://")):
+        return value
+    return str(_resolve(base, value))
 
 
 def _resolve(base: Path, value: str) -> Path:

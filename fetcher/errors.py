@@ -9,6 +9,7 @@
     │   ├── HTTPStatusError        a status that is not success
     │   ├── RedirectError          too many redirects, or to a non-http(s) scheme
     │   ├── IncompleteDownloadError  the body ended early or the transfer broke
+    │   ├── HostUnreachableError   the origin could not be reached earlier in the run
     │   └── ResumeMismatchError    the server answered a Range request wrongly
     ├── VerifyError
     │   ├── SizeMismatchError      received bytes differ from the expected size
@@ -18,9 +19,11 @@
         ├── ArchiveLockedError     another sync holds the lock    -> exit 3
         └── ManifestError          the manifest cannot be opened or is foreign
 
-Foreign exceptions (httpx, mutagen, sqlite3, OSError, tomllib) are translated in the
-one module that calls that library. Every message is one line that names the file or
-episode and the problem.
+Foreign exceptions are translated in the one module that calls that library: httpx in
+``net/http.py``, mutagen in ``tagging/``, sqlite3 in ``store/manifest.py``, tomllib in
+``config.py``. The cause is kept (``raise ... from exc``) except where the foreign
+message could carry a URL with a secret; then the cause goes to the debug log. Every
+message is one line that names the file or episode and the problem.
 """
 
 from __future__ import annotations
@@ -44,6 +47,10 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
+def _is_url(source: str | Path) -> bool:
+    return isinstance(source, str) and source.lower().startswith(("http://", "https://"))
+
+
 class FetcherError(Exception):
     """Base of every error fetcher raises on purpose."""
 
@@ -63,23 +70,23 @@ class ConfigError(FetcherError):
 
 
 class SourceError(FetcherError):
-    """An episode document cannot be read or is malformed."""
+    """A source (document, feed, OPML; a path or URL) cannot be read or is malformed."""
 
     def __init__(
         self,
-        path: Path,
+        source: str | Path,
         message: str,
         *,
         line: int | None = None,
         column: int | None = None,
     ):
-        where = str(path)
+        self.source = redact_url(str(source)) if _is_url(source) else str(source)
+        where = self.source
         if line is not None:
             where += f":{line}"
             if column is not None:
                 where += f":{column}"
         super().__init__(f"{where}: {message}")
-        self.path = path
         self.reason = message
         self.line = line
         self.column = column
@@ -100,6 +107,10 @@ class HTTPStatusError(DownloadError):
     def __init__(self, status: int, *, url: str, episode: str | None = None):
         self.status = status
         super().__init__(f"server answered HTTP {status}", url=url, episode=episode)
+
+
+class HostUnreachableError(DownloadError):
+    """The origin could not be reached earlier in this run; not tried again."""
 
 
 class RedirectError(DownloadError):

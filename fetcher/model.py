@@ -14,7 +14,6 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 #: A CTOC frame counts its children in one byte.
@@ -55,7 +54,8 @@ class Episode:
     title: str
     date: datetime
     audio_url: str
-    source: Path
+    #: Where the episode was read: a document's path or a feed's URL.
+    source: str
     episode: int | None = None
     episode_padded: str = ""
     description: str = ""
@@ -82,7 +82,7 @@ class Episode:
 class Skipped:
     """A document that is not an episode to archive, and why."""
 
-    source: Path
+    source: str
     reason: str
 
 

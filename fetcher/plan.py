@@ -13,11 +13,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from fetcher.archive import Archive, render_path, with_suffix_for
 from fetcher.errors import SourceError
-from fetcher.manifest import Record
 from fetcher.model import Episode, Skipped
-from fetcher.tagging import TagSettings, tag_fingerprint
+from fetcher.settings import TagSettings
+from fetcher.store import Store
+from fetcher.store.layout import render_path, with_suffix_for
+from fetcher.store.manifest import Record
+from fetcher.tagging.spec import tag_fingerprint
 
 
 class Action(enum.Enum):
@@ -35,7 +37,7 @@ class Step:
     action: Action
     reason: str
     episode: Episode | None = None
-    source: Path | None = None
+    source: str | None = None
     path: PurePosixPath | None = None
     record: Record | None = None
     resume_from: int = 0
@@ -66,7 +68,7 @@ def stat_or_none(path: Path) -> os.stat_result | None:
 def build_plan(
     entries: Iterable[Episode | Skipped | SourceError],
     records: Mapping[str, Record],
-    archive: Archive,
+    archive: Store,
     template: str,
     tag_settings: TagSettings,
     *,
@@ -79,7 +81,7 @@ def build_plan(
         if isinstance(entry, Skipped):
             steps.append(Step(Action.SKIP, entry.reason, source=entry.source))
         elif isinstance(entry, SourceError):
-            steps.append(Step(Action.INVALID, str(entry), source=entry.path))
+            steps.append(Step(Action.INVALID, str(entry), source=entry.source))
         else:
             steps.append(_decide(entry, records.get(entry.guid), archive, template,
                                  tag_settings, taken, stat))
@@ -98,7 +100,7 @@ def _assign_path(episode: Episode, template: str, taken: dict[str, str]) -> Pure
 def _decide(
     episode: Episode,
     record: Record | None,
-    archive: Archive,
+    archive: Store,
     template: str,
     tag_settings: TagSettings,
     taken: dict[str, str],

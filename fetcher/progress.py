@@ -7,15 +7,21 @@ outside the CLI imports this module.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 from tqdm import tqdm
 
-from fetcher.download import Advanced, Failed, Finished, Restarted, Retrying, Started
-from fetcher.sync import EpisodeDone, Status
-
-if TYPE_CHECKING:
-    from fetcher.download import Event
+from fetcher.events import (
+    Advanced,
+    EpisodeDone,
+    Event,
+    Failed,
+    Finished,
+    Restarted,
+    Retrying,
+    Started,
+    Status,
+)
 
 log = logging.getLogger("fetcher")
 
@@ -29,7 +35,7 @@ class ProgressView:
         self._overall: tqdm[Any] | None = None
         self._files: dict[str, tqdm[Any]] = {}
 
-    def __call__(self, event: Event | EpisodeDone) -> None:
+    def __call__(self, event: Event) -> None:
         if self.bars:
             self._draw(event)
         if isinstance(event, EpisodeDone):
@@ -53,7 +59,7 @@ class ProgressView:
         else:
             log.error("%s", message)
 
-    def _draw(self, event: Event | EpisodeDone) -> None:
+    def _draw(self, event: Event) -> None:
         overall = self._overall_bar()
         if isinstance(event, Started):
             remaining = (event.total - event.offset) if event.total is not None else 0

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from fetcher.errors import SourceError
+from fetcher.events import Outcome, Status
 from fetcher.model import Chapter, Episode, Skipped, clock
 from fetcher.plan import Action, Plan
-from fetcher.sync import Outcome, Status, SyncReport
+from fetcher.sync import SyncReport
 
 
 def size(n: int | None) -> str:
@@ -60,7 +61,7 @@ def entry_json(entry: Episode | Skipped | SourceError) -> dict[str, Any]:
     elif isinstance(entry, Skipped):
         base.update(source=str(entry.source), status="skipped", reason=entry.reason)
     else:
-        base.update(source=str(entry.path), status="error", reason=str(entry))
+        base.update(source=entry.source, status="error", reason=str(entry))
     return base
 
 

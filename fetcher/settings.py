@@ -28,6 +28,9 @@ class DownloadSettings:
     #: counts as stalled (a server dripping bytes never trips the read timeout).
     min_speed: int = 1024
     speed_window: float = 60.0
+    #: The longest one request may wait between its retries, all waits added up
+    #: (a ``Retry-After: 86400`` ends the retries instead of stalling the run).
+    max_retry_wait: float = 600.0
 
 
 @dataclass(frozen=True, slots=True)

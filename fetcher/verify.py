@@ -15,13 +15,12 @@ import logging
 import time
 from pathlib import Path, PurePosixPath
 
-from mutagen.id3 import ID3
-
-from fetcher.archive import STATE_DIR, Archive, now_iso
 from fetcher.audio import file_digests, measure_duration_ms
-from fetcher.errors import ArchiveError
-from fetcher.manifest import Manifest, Record
-from fetcher.tagging import recover_journals
+from fetcher.errors import ArchiveError, TagError
+from fetcher.staging import recover_journals
+from fetcher.store import Archive
+from fetcher.store.local import STATE_DIR, now_iso
+from fetcher.store.manifest import Manifest, Record
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +64,13 @@ def _check(archive: Archive, record: Record) -> str | None:
 def _forget(archive: Archive, manifest: Manifest, record: Record, problem: str) -> None:
     """Make the next sync fetch this episode again, keeping any damaged file aside."""
     assert record.path is not None
-    path = archive.root / record.path
+    try:
+        path = archive.existing_file(record.path)
+    except ArchiveError as error:
+        # A path that leaves the archive or passes a link: never touched, only forgotten.
+        log.warning("%s: left where it is: %s", record.path, error)
+        manifest.delete(record.guid)
+        return
     if problem != "missing" and path.is_file() and not path.is_symlink():
         damaged = archive.state / "damaged"
         damaged.mkdir(exist_ok=True)
@@ -111,12 +116,13 @@ def _archived_files(archive: Archive) -> list[Path]:
 
 
 def _record_from_file(archive: Archive, path: Path) -> Record | None:
+    from fetcher.tagging.writer import read_guid
+
     try:
-        tags = ID3(path)
-    except Exception as exc:  # noqa: BLE001 - mutagen raises many kinds
-        log.warning("%s: no readable tag (%s); left out", path, exc)
+        guid = read_guid(path)
+    except TagError as exc:
+        log.warning("%s; left out", exc)
         return None
-    guid = str(tags["TGID"]) if "TGID" in tags else ""
     if not guid:
         log.warning("%s: has no TGID (not tagged by fetcher); left out", path)
         return None

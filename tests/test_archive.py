@@ -7,19 +7,19 @@ import os
 from pathlib import Path, PurePosixPath
 
 import pytest
-from conftest import seed_episode
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.docs import seed_episode
 
-from fetcher.archive import (
+from fetcher.errors import ArchiveError, ArchiveLockedError
+from fetcher.store.layout import (
     DEFAULT_TEMPLATE,
-    Archive,
     check_template,
     render_path,
     sanitise_component,
     with_suffix_for,
 )
-from fetcher.errors import ArchiveError, ArchiveLockedError
+from fetcher.store.local import Archive
 
 SEED = seed_episode()
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from mp3factory import FRAME_MS, id3v1_tag, id3v2_tag, mp3_bytes, text_frame_v23
+from support.mp3factory import FRAME_MS, id3v1_tag, id3v2_tag, mp3_bytes, text_frame_v23
 
 from fetcher.audio import (
     PayloadHasher,

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import DOCS, SEED_DOC, DocFactory
+from support.docs import DOCS, SEED_DOC, DocFactory
 
 from fetcher.cli import main
 

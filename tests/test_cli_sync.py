@@ -12,12 +12,13 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import CORPUS_DOCS, PNG_COVER, Corpus, ffprobe, ffprobe_chapters
 from mutagen.id3 import ID3
+from support.corpus import CORPUS_DOCS, PNG_COVER, Corpus
+from support.probe import ffprobe, ffprobe_chapters
 
-from fetcher.archive import Archive
 from fetcher.audio import id3v2_size, payload_sha256
-from fetcher.download import sidecar_path
+from fetcher.staging import sidecar_path
+from fetcher.store.local import Archive
 
 SUMMARY_KEYS = {"source", "guid", "show_slug", "episode", "title", "status", "path", "bytes",
                 "error"}

@@ -15,14 +15,14 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Corpus
 from mutagen.id3 import ID3
+from support.corpus import Corpus
 
-from fetcher.archive import Archive
 from fetcher.audio import payload_sha256
-from fetcher.download import sidecar_path
 from fetcher.failpoints import POINTS
-from fetcher.manifest import Manifest
+from fetcher.staging import sidecar_path
+from fetcher.store.local import Archive
+from fetcher.store.manifest import Manifest
 
 SEED_GUID = "ff801bd2-d0a6-4d9d-ae33-c4a56c4c67cf"
 

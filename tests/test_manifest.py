@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fetcher.errors import ManifestError
-from fetcher.manifest import APPLICATION_ID, SCHEMA_VERSION, Manifest, Record
+from fetcher.store.manifest import APPLICATION_ID, SCHEMA_VERSION, Manifest, Record
 
 
 def test_new_manifest_is_migrated_and_marked(tmp_path: Path) -> None:

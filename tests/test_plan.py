@@ -6,14 +6,16 @@ import dataclasses
 import os
 from pathlib import Path, PurePosixPath
 
-from conftest import seed_episode
+from support.docs import seed_episode
 
-from fetcher.archive import DEFAULT_TEMPLATE, Archive
 from fetcher.errors import SourceError
-from fetcher.manifest import Record
 from fetcher.model import Episode, Skipped
 from fetcher.plan import Action, build_plan
-from fetcher.tagging import TagSettings, tag_fingerprint
+from fetcher.settings import TagSettings
+from fetcher.store.layout import DEFAULT_TEMPLATE
+from fetcher.store.local import Archive
+from fetcher.store.manifest import Record
+from fetcher.tagging.spec import tag_fingerprint
 
 SEED = seed_episode()
 ARCHIVE = Archive(Path("/archive"))

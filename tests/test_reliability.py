@@ -13,16 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Corpus
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mp3factory import mp3_bytes
+from support.corpus import Corpus
+from support.mp3factory import mp3_bytes
 
 import fetcher
-from fetcher import download, tagging
+from fetcher import staging
 from fetcher.errors import SourceError
 from fetcher.model import Episode, Skipped, normalise_chapters, parse_chapters
-from fetcher.sources.frontmatter import read_document
+from fetcher.sources.documents import read_document
+from fetcher.tagging import writer
 
 SEED_GUID = "ff801bd2-d0a6-4d9d-ae33-c4a56c4c67cf"
 
@@ -46,14 +47,14 @@ def _enospc(*_: Any, **__: Any) -> None:
 def test_disk_full_while_downloading_fails_one_episode(
     corpus: Corpus, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    original = download._Sink.write
+    original = staging.Sink.write
 
-    def write(self: download._Sink, data: bytes | bytearray) -> None:
+    def write(self: staging.Sink, data: bytes | bytearray) -> None:
         if self.reserve and len(data) >= 1 << 20:  # only the seed is large enough
             _enospc()
         original(self, data)
 
-    monkeypatch.setattr(download._Sink, "write", write)
+    monkeypatch.setattr(staging.Sink, "write", write)
     report = fetcher.sync(fetcher.load_config(corpus.config()))
     failed = [o for o in report.outcomes if o.status is fetcher.Status.FAILED]
     assert len(failed) == 1 and failed[0].episode is not None
@@ -70,8 +71,8 @@ def test_disk_full_while_downloading_fails_one_episode(
 def test_disk_full_while_tagging_fails_one_episode(
     corpus: Corpus, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(tagging, "_overwrite_in_place", _enospc)
-    monkeypatch.setattr(tagging, "_rewrite", _enospc)
+    monkeypatch.setattr(writer, "_overwrite_in_place", _enospc)
+    monkeypatch.setattr(writer, "_rewrite", _enospc)
     report = fetcher.sync(fetcher.load_config(corpus.config()))
     assert report.count(fetcher.Status.FAILED) == 5
     errors = {o.error for o in report.outcomes}

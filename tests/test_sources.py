@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from conftest import DOCS, SEED_DOC, DocFactory, split_document
+from support.docs import DOCS, SEED_DOC, DocFactory, split_document
 
 from fetcher.errors import SourceError
 from fetcher.model import Episode, Skipped
 from fetcher.sources import load_episodes
-from fetcher.sources.frontmatter import read_document
+from fetcher.sources.documents import read_document
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "episodes" / "linux-unplugged"
 
@@ -43,7 +43,7 @@ def test_seed_document_maps_every_field() -> None:
     assert episode.audio_url.endswith("ff801bd2-d0a6-4d9d-ae33-c4a56c4c67cf.mp3")
     assert episode.expected_bytes == 58759161
     assert episode.declared_duration_s == 3630.0
-    assert episode.source == SEED_DOC
+    assert episode.source == str(SEED_DOC)
     assert [c.title for c in episode.chapters][:2] == ["Intro", "Interview with Hannah Anderson"]
     assert episode.chapters[1].start_ms == 103_000
     assert episode.chapters[0].end_ms == 103_000
@@ -215,7 +215,7 @@ def test_duplicate_guid_keeps_the_first_and_warns(
     second = make_doc("b.md", episode_guid="same", title="Copy")
     with caplog.at_level(logging.WARNING):
         loaded = load_episodes([tmp_path])
-    assert [e.source for e in loaded.episodes] == [first]
+    assert [e.source for e in loaded.episodes] == [str(first)]
     assert len(loaded.skipped) == 1 and "duplicate guid same" in loaded.skipped[0].reason
     assert str(first) in caplog.text and str(second) in caplog.text
 
@@ -229,8 +229,8 @@ def test_directory_walk_is_recursive_sorted_and_goes_on_after_errors(
     (tmp_path / ".hidden.md").write_text("{", encoding="utf-8")
     (tmp_path / "notes.txt").write_text("not a document", encoding="utf-8")
     loaded = load_episodes([tmp_path])
-    assert [e.source.name for e in loaded.episodes] == ["b.md", "c.md"]
-    assert [e.path.name for e in loaded.errors] == ["a.md"]
+    assert [Path(e.source).name for e in loaded.episodes] == ["b.md", "c.md"]
+    assert [Path(e.source).name for e in loaded.errors] == ["a.md"]
 
 
 def test_missing_path_is_an_error_and_others_still_load(tmp_path: Path) -> None:

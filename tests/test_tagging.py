@@ -9,21 +9,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import DOCS, ffprobe, ffprobe_chapters, seed_episode
-from mp3factory import FRAME_MS, id3v1_tag, id3v2_tag, mp3_bytes, text_frame_v23
 from mutagen.id3 import CHAP, CTOC, ID3, TIT2, CTOCFlags, Encoding
+from support.docs import DOCS, seed_episode
+from support.mp3factory import FRAME_MS, id3v1_tag, id3v2_tag, mp3_bytes, text_frame_v23
+from support.probe import ffprobe, ffprobe_chapters
 
 from fetcher.audio import id3v2_size, measure_duration_ms, payload_sha256
 from fetcher.model import Chapter, Episode
-from fetcher.sources.frontmatter import read_document
-from fetcher.tagging import (
-    PADDING,
-    Tagged,
-    TagSettings,
-    recover_journals,
-    tag_fingerprint,
-    write_tags,
-)
+from fetcher.settings import TagSettings
+from fetcher.sources.documents import read_document
+from fetcher.staging import recover_journals, write_journal
+from fetcher.tagging.frames import PADDING
+from fetcher.tagging.spec import tag_fingerprint
+from fetcher.tagging.writer import Tagged, write_tags
 
 SEED = seed_episode()
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(200)
@@ -267,22 +265,22 @@ def test_interrupted_in_place_write_is_rolled_back(tmp_path: Path) -> None:
     tag(path, SEED)
     good = path.read_bytes()
     journal = tmp_path / "journal"
-    from fetcher import tagging
+    from fetcher.tagging import writer
 
-    original = tagging._overwrite_in_place
+    original = writer._overwrite_in_place
 
     def crash_after_journal(target: Path, data: bytes, strip: bool, jdir: Path | None) -> None:
-        tagging._write_journal(jdir, target, len(data))  # type: ignore[arg-type]
+        write_journal(jdir, target, len(data))  # type: ignore[arg-type]
         with target.open("r+b") as file:
             file.write(data[: len(data) // 2])  # torn write, then "power loss"
         raise KeyboardInterrupt
 
-    tagging._overwrite_in_place = crash_after_journal  # type: ignore[assignment]
+    writer._overwrite_in_place = crash_after_journal  # type: ignore[assignment]
     try:
         with pytest.raises(KeyboardInterrupt):
             tag(path, dataclasses.replace(SEED, title="x" * 500), journal_dir=journal)
     finally:
-        tagging._overwrite_in_place = original  # type: ignore[assignment]
+        writer._overwrite_in_place = original  # type: ignore[assignment]
     assert path.read_bytes() != good
     assert recover_journals(journal) == [path.resolve()]
     assert path.read_bytes() == good
@@ -307,8 +305,8 @@ def test_fingerprint_changes_with_metadata_only() -> None:
 
 
 def test_tag_goes_into_the_room_reserved_ahead_of_the_host_tag(tmp_path: Path) -> None:
-    from fetcher.download import placeholder_tag
-    from fetcher.tagging import reserve_for
+    from fetcher.staging import placeholder_tag
+    from fetcher.tagging.frames import reserve_for
 
     reserve = reserve_for(SEED, TagSettings(), None, {})
     host = id3v2_tag(text_frame_v23("TENC", "HostEnc") + text_frame_v23("TIT2", "old"),

@@ -1,34 +1,40 @@
 """Sources turn what the user points at into episodes; they alone know formats.
 
-:func:`load_episodes` walks files and directories (recursively, in a stable order),
-reads every episode document and returns one :class:`Loaded` entry per episode, skip
-or error. The same guid read twice yields one episode; the later document is skipped
-with a reason naming the first.
+A source is named by a string: a local path (a file or a directory) or an ``http(s)``
+URL, read by the module of its format (today: episode documents). :func:`read_sources`
+reads them all asynchronously and returns one :class:`Loaded` entry per episode, skip
+or error; :func:`load_episodes` is the same for code that runs no event loop. The same
+guid read twice yields one episode; the later copy is skipped with a reason naming the
+first.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fetcher.errors import SourceError
 from fetcher.model import Episode, Skipped
-from fetcher.sources.frontmatter import read_document
+from fetcher.sources import documents
 
 log = logging.getLogger(__name__)
 
-#: File endings read when a directory is given.
+#: File endings read when a directory is walked (named files are read whatever
+#: their name).
 DOCUMENT_SUFFIXES = frozenset({".md", ".markdown", ".json"})
+
+Entry = Episode | Skipped | SourceError
 
 
 @dataclass(slots=True)
 class Loaded:
     """Everything read from the sources, in reading order."""
 
-    entries: list[Episode | Skipped | SourceError] = field(default_factory=list)
+    entries: list[Entry] = field(default_factory=list)
 
     @property
     def episodes(self) -> list[Episode]:
@@ -64,7 +70,7 @@ def _walk(directory: Path) -> Iterator[Path]:
         with os.scandir(directory) as scan:
             entries = sorted(scan, key=lambda e: e.name)
     except OSError as exc:
-        raise SourceError(directory, f"cannot list: {exc.strerror or exc}") from None
+        raise SourceError(directory, f"cannot list: {exc.strerror or exc}") from exc
     for entry in entries:
         if entry.name.startswith("."):
             continue
@@ -79,37 +85,54 @@ def _suffix(name: str) -> str:
     return f".{ending.lower()}" if dot and stem else ""
 
 
-def load_episodes(paths: Iterable[Path | str]) -> Loaded:
-    """Read every document under *paths*; never raises for one bad document."""
+def read_local(source: str | Path) -> list[Entry]:
+    """Every entry of one local source (file or directory); never raises."""
+    path = Path(source)
+    entries: list[Entry] = []
+    try:
+        if path.is_dir():
+            files = list(_walk(path))
+        elif path.exists():
+            files = [path]
+        else:
+            raise SourceError(path, "no such file or directory")
+    except SourceError as exc:
+        return [exc]
+    for document in files:
+        try:
+            entries.extend(documents.read_document(document))
+        except SourceError as exc:
+            entries.append(exc)
+    return entries
+
+
+async def read_sources(sources: Sequence[str | Path]) -> Loaded:
+    """Read every source (blocking file work in threads); never raises for one bad one."""
+    results = [await asyncio.to_thread(read_local, source) for source in sources]
+    return _deduplicated(results)
+
+
+def load_episodes(sources: Iterable[str | Path]) -> Loaded:
+    """:func:`read_sources` for callers without an event loop."""
+    return _deduplicated([read_local(source) for source in sources])
+
+
+def _deduplicated(results: Iterable[list[Entry]]) -> Loaded:
     loaded = Loaded()
-    seen: dict[str, Path] = {}
-    documents: list[Path] = []
-    for path in paths:
-        try:
-            documents.extend(iter_documents([Path(path)]))
-        except SourceError as exc:
-            loaded.entries.append(exc)
-    for document in documents:
-        try:
-            entries = read_document(document)
-        except SourceError as exc:
-            loaded.entries.append(exc)
-            continue
+    seen: dict[str, str] = {}
+    for entries in results:
         for entry in entries:
             if isinstance(entry, Episode):
                 first = seen.get(entry.guid)
                 if first is not None:
-                    log.warning(
-                        "%s: guid %s was already read from %s; this copy is ignored",
-                        document, entry.guid, first,
-                    )
-                    entry = Skipped(
-                        document, f"duplicate guid {entry.guid}, first read from {first}"
-                    )
+                    log.warning("%s: guid %s was already read from %s; this copy is ignored",
+                                entry.source, entry.guid, first)
+                    entry = Skipped(entry.source,
+                                    f"duplicate guid {entry.guid}, first read from {first}")
                 else:
-                    seen[entry.guid] = document
+                    seen[entry.guid] = entry.source
             loaded.entries.append(entry)
     return loaded
 
 
-__all__ = ["Loaded", "iter_documents", "load_episodes"]
+__all__ = ["Entry", "Loaded", "iter_documents", "load_episodes", "read_sources"]

@@ -52,13 +52,13 @@ def read_document(path: Path) -> list[Entry]:
 
     stripped = text.lstrip()
     if not stripped:
-        return [Skipped(path, "empty document")]
+        return [Skipped(str(path), "empty document")]
     if stripped.startswith("+++"):
-        return [Skipped(path, "TOML front matter: not an episode page")]
+        return [Skipped(str(path), "TOML front matter: not an episode page")]
     if stripped.startswith("---"):
-        return [Skipped(path, "YAML front matter: not an episode page")]
+        return [Skipped(str(path), "YAML front matter: not an episode page")]
     if not stripped.startswith(("{", "[")):
-        return [Skipped(path, "no JSON front matter")]
+        return [Skipped(str(path), "no JSON front matter")]
 
     value, body = _decode_json(path, text)
     if isinstance(value, list):
@@ -100,12 +100,12 @@ def episode_from_object(obj: dict[str, Any], path: Path, body: str) -> Entry:
     """Map one front-matter object to an Episode, a Skipped, or raise SourceError."""
     kind = obj.get("type")
     if kind is not None and kind != "episode":
-        return Skipped(path, f"type is {_show(kind)}, not an episode")
+        return Skipped(str(path), f"type is {_show(kind)}, not an episode")
     if obj.get("draft") is True:
-        return Skipped(path, "draft")
+        return Skipped(str(path), "draft")
     audio = obj.get("podcast_file")
     if audio is None or (isinstance(audio, str) and not audio.strip()):
-        return Skipped(path, "no audio (podcast_file is missing)")
+        return Skipped(str(path), "no audio (podcast_file is missing)")
     if not isinstance(audio, str):
         raise SourceError(path, f"podcast_file is a {type(audio).__name__}, not a URL")
     audio = audio.strip()
@@ -134,7 +134,7 @@ def episode_from_object(obj: dict[str, Any], path: Path, body: str) -> Entry:
         title=title,
         date=date,
         audio_url=audio,
-        source=path,
+        source=str(path),
         episode=number,
         episode_padded=padded,
         description=_optional_text(obj, "description", path) or "",

@@ -7,6 +7,8 @@ refused with a clear message instead of being altered.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
@@ -15,6 +17,39 @@ from pathlib import Path
 from fetcher.errors import ManifestError
 
 APPLICATION_ID = 0x46455443  # "FETC"
+_SQLITE_FULL = 13
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+REBUILD_ADVICE = ("'fetcher verify --rebuild' moves it aside and rebuilds it from the "
+                  "archived files' tags")
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for a full disk or quota, whichever library reported it."""
+    if isinstance(exc, OSError):
+        return exc.errno in _DISK_FULL
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        return code == _SQLITE_FULL or "disk is full" in str(exc)
+    return False
+
+
+@contextlib.contextmanager
+def translated(path: Path, doing: str) -> Iterator[None]:
+    """The one place sqlite3's errors become ManifestErrors (cause kept)."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        if is_disk_full(exc):
+            raise ManifestError(
+                f"{path}: disk full while {doing}; nothing was changed: free some space "
+                "and run again"
+            ) from exc
+        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+            raise ManifestError(f"{path}: manifest is locked by another program ({exc})") from exc
+        raise ManifestError(
+            f"{path}: manifest is damaged or not a database ({exc}); {REBUILD_ADVICE}"
+        ) from exc
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: the first schema.
@@ -76,7 +111,10 @@ _COLUMNS = [f.name for f in fields(Record)]
 
 
 class Manifest:
-    """Open with ``Manifest.open(path)``; use as a context manager to close it."""
+    """Open with ``Manifest.open(path)``; use as a context manager to close it.
+
+    Every method raises ManifestError (never a bare sqlite3 error).
+    """
 
     def __init__(self, connection: sqlite3.Connection, path: Path):
         self._db = connection
@@ -86,19 +124,17 @@ class Manifest:
     def open(cls, path: Path, *, create: bool = True) -> Manifest:
         if not path.exists() and not create:
             raise ManifestError(f"{path}: no manifest here; is this a fetcher archive?")
-        try:
+        with translated(path, "opening the manifest"):
             connection = sqlite3.connect(path, isolation_level=None, timeout=5)
             manifest = cls(connection, path)
-            manifest._check_version()  # before anything writes to a foreign file
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=FULL")
-            manifest._migrate()
-        except sqlite3.DatabaseError as exc:
-            raise ManifestError(
-                f"{path}: manifest is damaged or not a database ({exc}); "
-                "'fetcher verify --rebuild' moves it aside and rebuilds it from the "
-                "archived files' tags"
-            ) from None
+            try:
+                manifest._check_version()  # before anything writes to a foreign file
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute("PRAGMA synchronous=FULL")
+                manifest._migrate()
+            except BaseException:
+                connection.close()
+                raise
         return manifest
 
     @classmethod
@@ -106,12 +142,14 @@ class Manifest:
         """The manifest for reading only (a dry run), or None when there is none yet."""
         if not path.exists():
             return None
-        try:
+        with translated(path, "opening the manifest"):
             connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
             manifest = cls(connection, path)
-            manifest._check_version(readonly=True)
-        except sqlite3.DatabaseError as exc:
-            raise ManifestError(f"{path}: manifest is damaged or not a database ({exc})") from None
+            try:
+                manifest._check_version(readonly=True)
+            except BaseException:
+                connection.close()
+                raise
         return manifest
 
     def _check_version(self, *, readonly: bool = False) -> int:
@@ -122,8 +160,7 @@ class Manifest:
         if app_id not in (0, APPLICATION_ID) or (app_id == 0 and tables):
             raise ManifestError(
                 f"{self.path}: not a fetcher manifest (another program's database); "
-                "'fetcher verify --rebuild' moves it aside and rebuilds it from the "
-                "archived files' tags"
+                f"{REBUILD_ADVICE}"
             )
         if version > SCHEMA_VERSION:
             raise ManifestError(
@@ -153,7 +190,8 @@ class Manifest:
                 raise
 
     def close(self) -> None:
-        self._db.close()
+        with translated(self.path, "closing the manifest"):
+            self._db.close()
 
     def __enter__(self) -> Manifest:
         return self
@@ -163,62 +201,65 @@ class Manifest:
 
     @property
     def schema_version(self) -> int:
-        version: int = self._db.execute("PRAGMA user_version").fetchone()[0]
+        with translated(self.path, "reading the manifest"):
+            version: int = self._db.execute("PRAGMA user_version").fetchone()[0]
         return version
 
     def records(self) -> dict[str, Record]:
         """Every record, by guid."""
-        try:
+        with translated(self.path, "reading the manifest"):
             rows = self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM episodes").fetchall()
-        except sqlite3.DatabaseError as exc:
-            raise ManifestError(f"{self.path}: cannot read the manifest ({exc})") from None
         return {row[0]: _record(row) for row in rows}
 
     def get(self, guid: str) -> Record | None:
-        row = self._db.execute(
-            f"SELECT {', '.join(_COLUMNS)} FROM episodes WHERE guid = ?", (guid,)
-        ).fetchone()
+        with translated(self.path, "reading the manifest"):
+            row = self._db.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM episodes WHERE guid = ?", (guid,)
+            ).fetchone()
         return _record(row) if row is not None else None
 
     def iter_archived(self) -> Iterator[Record]:
-        rows = self._db.execute(
-            f"SELECT {', '.join(_COLUMNS)} FROM episodes WHERE path IS NOT NULL ORDER BY path"
-        )
-        for row in rows:
-            yield _record(row)
+        with translated(self.path, "reading the manifest"):
+            rows = self._db.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM episodes WHERE path IS NOT NULL "
+                "ORDER BY path"
+            )
+            for row in rows:
+                yield _record(row)
 
     def save(self, record: Record) -> None:
         """Insert or replace one record, durably."""
         values = asdict(record)
         values["size_discrepancy"] = int(record.size_discrepancy)
         placeholders = ", ".join(f":{c}" for c in _COLUMNS)
-        try:
+        with translated(self.path, "writing the manifest"):
             self._db.execute(
                 f"INSERT OR REPLACE INTO episodes ({', '.join(_COLUMNS)}) "
                 f"VALUES ({placeholders})",
                 values,
             )
-        except sqlite3.DatabaseError as exc:
-            raise ManifestError(f"{self.path}: cannot write the manifest ({exc})") from None
 
     def save_many(self, records: list[Record]) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            for record in records:
-                self.save(record)
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
+        with translated(self.path, "writing the manifest"):
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for record in records:
+                    self.save(record)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def record_error(self, guid: str, message: str, when: str) -> None:
-        self._db.execute(
-            "UPDATE episodes SET last_error = ?, last_error_at = ? WHERE guid = ?",
-            (message, when, guid),
-        )
+        with translated(self.path, "writing the manifest"):
+            self._db.execute(
+                "UPDATE episodes SET last_error = ?, last_error_at = ? WHERE guid = ?",
+                (message, when, guid),
+            )
 
     def delete(self, guid: str) -> None:
-        self._db.execute("DELETE FROM episodes WHERE guid = ?", (guid,))
+        with translated(self.path, "writing the manifest"):
+            self._db.execute("DELETE FROM episodes WHERE guid = ?", (guid,))
 
 
 def _record(row: tuple[object, ...]) -> Record:

@@ -1,0 +1,100 @@
+"""Every event the library reports while it works, and the outcome of each episode.
+
+The UI (``progress.py``) renders these; library code only emits them through an
+:data:`EventSink`. Nothing here imports a network or tagging library.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from fetcher.model import Episode
+
+# --- download progress ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    key: str
+    url: str
+    offset: int
+    total: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Advanced:
+    key: str
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Restarted:
+    """Bytes already counted were thrown away (the server did not honour the range)."""
+
+    key: str
+    discarded: int
+
+
+@dataclass(frozen=True, slots=True)
+class Retrying:
+    key: str
+    attempt: int
+    wait: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    key: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    key: str
+    reason: str
+
+
+DownloadEvent = Started | Advanced | Restarted | Retrying | Finished | Failed
+
+
+# --- episode outcomes --------------------------------------------------------------
+
+
+class Status(enum.Enum):
+    DOWNLOADED = "downloaded"
+    RETAGGED = "retagged"
+    UP_TO_DATE = "up_to_date"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: Status
+    source: str | None
+    episode: Episode | None = None
+    path: Path | None = None
+    bytes: int | None = None
+    error: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EpisodeDone:
+    """One episode's pipeline ended."""
+
+    key: str
+    outcome: Outcome
+
+
+Event = DownloadEvent | EpisodeDone
+EventSink = Callable[[Event], None]
+
+
+def ignore(_: Event) -> None:
+    """The default sink: report nothing."""
+    return None

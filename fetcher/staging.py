@@ -1,0 +1,345 @@
+"""Everything fetcher keeps on disk before a file enters the archive.
+
+- the partial file of a download (:class:`Sink`), with room at its front for the tag;
+- its sidecar: the validators a resume needs (:class:`Validators`), later the
+  "verified" marker (:func:`mark_verified`) that lets a run finish a complete body
+  after a crash instead of downloading it again;
+- the journal of an in-place tag write (:func:`write_journal`, :func:`recover_journals`).
+
+Every state file is opened with ``O_NOFOLLOW`` (a link planted in the state directory
+is refused, never followed) and every state write is atomic: a temporary file is
+written, fsynced and renamed over the old one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fetcher.audio import ID3V1_SIZE, PayloadHasher, id3v2_header
+from fetcher.errors import ArchiveError
+
+log = logging.getLogger(__name__)
+
+#: Bytes read at a time when a partial file is re-hashed or a file is copied.
+CHUNK_SIZE = 1 << 20
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+# --- safe opens and atomic writes ----------------------------------------------------
+
+
+def open_nofollow(path: Path, flags: int, mode: int = 0o644) -> int:
+    """``os.open`` that refuses a symbolic link at *path* with a clear ArchiveError."""
+    try:
+        return os.open(path, flags | _NOFOLLOW | _CLOEXEC, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ArchiveError(f"{path}: is a symbolic link; refusing to follow it") from exc
+        raise
+
+
+def write_atomic(path: Path, data: bytes, *, sync_directory: bool = False) -> None:
+    """Replace *path* with *data*: temporary file, fsync, rename (never a torn file).
+
+    With *sync_directory* the rename itself is made durable too; without it a power
+    cut may bring the previous version back, which for a sidecar costs only a resume.
+    """
+    temporary = path.with_name(path.name + ".tmp")
+    with contextlib.suppress(FileNotFoundError):
+        temporary.unlink()
+    fd = open_nofollow(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        temporary.replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
+    if sync_directory:
+        fsync_directory(path.parent)
+
+
+def read_state(path: Path, limit: int = 1 << 20) -> bytes:
+    """A small state file's bytes, refusing a link; FileNotFoundError when absent."""
+    fd = open_nofollow(path, os.O_RDONLY)
+    with os.fdopen(fd, "rb") as file:
+        return file.read(limit)
+
+
+def fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# --- the sidecar: validators, then the verified marker ------------------------------
+
+
+def sidecar_path(partial: Path) -> Path:
+    return partial.with_name(partial.name + ".json")
+
+
+@dataclass(slots=True)
+class Validators:
+    """What the server said about the body the partial file holds the start of."""
+
+    url: str
+    etag: str | None = None
+    last_modified: str | None = None
+    total: int | None = None
+    reserve: int = 0
+
+    def if_range(self) -> str | None:
+        if self.etag and not self.etag.startswith("W/"):
+            return self.etag
+        return self.last_modified
+
+
+@dataclass(frozen=True, slots=True)
+class Downloaded:
+    """A partial file whose bytes are complete and look like audio."""
+
+    path: Path
+    size: int
+    audio_sha256: str
+    etag: str | None
+    last_modified: str | None
+    expected_bytes: int | None
+    resumed_from: int
+    #: The room left at the start of ``path`` (an empty ID3 tag) before the body.
+    reserve: int = 0
+    #: Set when ``size_mismatch = "accept"`` let a size other than the document's pass.
+    size_discrepancy: bool = False
+    url: str = ""
+
+
+def _read_sidecar(partial: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(read_state(sidecar_path(partial)))
+    except (OSError, ValueError, ArchiveError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def load_validators(partial: Path, url: str) -> Validators | None:
+    data = _read_sidecar(partial)
+    if data is None or data.get("url") != url:
+        return None
+    etag, modified = data.get("etag"), data.get("last_modified")
+    return Validators(
+        url,
+        etag if isinstance(etag, str) else None,
+        modified if isinstance(modified, str) else None,
+        _whole(data.get("total")),
+        _whole(data.get("reserve")) or 0,
+    )
+
+
+def _whole(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def save_validators(partial: Path, validators: Validators) -> None:
+    write_atomic(sidecar_path(partial), json.dumps(dataclasses.asdict(validators)).encode())
+
+
+def mark_verified(result: Downloaded) -> None:
+    """Record in the sidecar that the partial file is complete and verified.
+
+    From then on the file's length changes as it is tagged, so byte offsets mean
+    nothing; a run that stops before the commit finishes the episode from this record
+    next time instead of downloading it again.
+    """
+    record = {"verified": dataclasses.asdict(result)}
+    write_atomic(sidecar_path(result.path), json.dumps(record, default=str).encode())
+
+
+def verified_download(partial: Path, url: str) -> Downloaded | None:
+    """What :func:`mark_verified` recorded for *partial* and *url*, if anything (the
+    partial file itself may already have been renamed into the archive)."""
+    data = _read_sidecar(partial)
+    try:
+        info = data["verified"] if data is not None else None
+        if info is None or info["url"] != url:
+            return None
+        return Downloaded(
+            path=partial,
+            size=int(info["size"]),
+            audio_sha256=str(info["audio_sha256"]),
+            etag=info["etag"],
+            last_modified=info["last_modified"],
+            expected_bytes=info["expected_bytes"],
+            resumed_from=int(info["size"]),
+            reserve=int(info["reserve"]),
+            size_discrepancy=bool(info["size_discrepancy"]),
+            url=url,
+        )
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def discard_partial(partial: Path) -> None:
+    """Remove a partial file and its sidecar (both may be absent)."""
+    for path in (partial, sidecar_path(partial)):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def placeholder_tag(size: int) -> bytes:
+    """The header of an empty ID3v2.3 tag *size* bytes long (the rest is padding)."""
+    return id3v2_header(size)
+
+
+# --- the partial file --------------------------------------------------------------
+
+
+class Sink:
+    """The open partial file, hashed as it grows. Its methods block: run them in a thread.
+
+    With a *reserve*, the file starts with an empty ID3 tag of that many bytes and the
+    body follows it: the tagger later writes the real tag into that room, so the audio
+    is written exactly once. ``size`` counts body bytes only.
+    """
+
+    def __init__(self, path: Path, offset: int, reserve: int):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = open_nofollow(path, os.O_RDWR | os.O_CREAT)
+        self.file = os.fdopen(fd, "r+b", buffering=0)
+        self.reserve = reserve
+        self.hasher = PayloadHasher()
+        self.size = 0
+        if offset:
+            self._rehash(offset)
+        else:
+            self._start()
+        self.file.truncate(reserve + offset)
+        self.file.seek(reserve + offset)
+        self.size = offset
+
+    def _start(self) -> None:
+        self.file.seek(0)
+        self.file.truncate(0)
+        if self.reserve:
+            self.file.write(placeholder_tag(self.reserve))
+            # Extending by truncate leaves a hole: the padding costs no writes now.
+            self.file.truncate(self.reserve)
+
+    def _rehash(self, offset: int) -> None:
+        self.file.seek(self.reserve)
+        remaining = offset
+        while remaining:
+            chunk = self.file.read(min(CHUNK_SIZE, remaining))
+            if not chunk:
+                break
+            self.hasher.update(chunk)
+            remaining -= len(chunk)
+
+    def head(self, n: int) -> bytes:
+        position = self.file.tell()
+        self.file.seek(self.reserve)
+        data = self.file.read(n)
+        self.file.seek(position)
+        return data
+
+    def restart(self) -> None:
+        self._start()
+        self.file.seek(self.reserve)
+        self.hasher = PayloadHasher()
+        self.size = 0
+
+    def write(self, data: bytes | bytearray) -> None:
+        view = memoryview(data)
+        while view:
+            written = self.file.write(view)
+            if written is None:
+                raise BlockingIOError("write would block")
+            view = view[written:]
+        self.hasher.update(data)
+        self.size += len(data)
+
+    def finish(self) -> str:
+        os.fsync(self.file.fileno())
+        return self.hasher.hexdigest()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+# --- the journal that makes in-place tag writes crash-safe ---------------------------
+
+
+def write_journal(journal_dir: Path, path: Path, length: int) -> Path:
+    """Save the first *length* bytes of *path* (and its last 128) before they change."""
+    journal_dir.mkdir(parents=True, exist_ok=True)
+    name = hashlib.sha1(str(path.resolve()).encode()).hexdigest()
+    record = journal_dir / f"{name}.json"
+    saved = journal_dir / f"{name}.bytes"
+    size = path.stat().st_size
+    with path.open("rb") as file:
+        old = file.read(length)
+        if size >= ID3V1_SIZE:
+            file.seek(-ID3V1_SIZE, os.SEEK_END)
+            old_tail = file.read()
+        else:
+            old_tail = b""
+    write_atomic(saved, old + old_tail)
+    info = {"path": str(path.resolve()), "head": len(old), "size": size}
+    write_atomic(record, json.dumps(info).encode(), sync_directory=True)
+    return record
+
+
+def finish_journal(record: Path) -> None:
+    record.unlink()
+    record.with_suffix(".bytes").unlink(missing_ok=True)
+
+
+def recover_journals(journal_dir: Path) -> list[Path]:
+    """Undo in-place tag writes that a crash interrupted; returns the files restored."""
+    restored: list[Path] = []
+    if not journal_dir.is_dir():
+        return restored
+    for record in sorted(journal_dir.glob("*.json")):
+        saved = record.with_suffix(".bytes")
+        try:
+            info: dict[str, Any] = json.loads(read_state(record))
+            data = read_state(saved, limit=1 << 30)
+            target = Path(info["path"])
+            head, size = int(info["head"]), int(info["size"])
+            if target.exists():
+                fd = open_nofollow(target, os.O_RDWR)
+                with os.fdopen(fd, "r+b") as file:
+                    file.write(data[:head])
+                    tail = data[head:]
+                    if tail:
+                        file.seek(size - len(tail))
+                        file.write(tail)
+                    file.truncate(size)
+                    file.flush()
+                    os.fsync(file.fileno())
+                restored.append(target)
+                log.warning("%s: an interrupted re-tag was rolled back", target)
+        except (OSError, ValueError, KeyError, ArchiveError) as exc:
+            log.error("%s: cannot roll back an interrupted re-tag: %s", record, exc)
+            continue
+        record.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            saved.unlink()
+    return restored

@@ -1,0 +1,249 @@
+"""The mutagen frames an Episode becomes, encoded in fetcher's own order.
+
+- ID3v2.3, text in UTF-16 with BOM: ffmpeg misreads CHAP sub-frame sizes in v2.4, and
+  Apple Podcasts has failed on long v2.4 chapter titles.
+- mutagen sorts frames by size when it saves; ffprobe lists chapters in file order.
+  So the tag is assembled here frame by frame (mutagen encodes each frame) in a fixed
+  order: text frames, host frames, CTOC, CHAP in start order, pictures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from datetime import UTC
+
+from mutagen.id3 import (
+    APIC,
+    CHAP,
+    COMM,
+    CTOC,
+    ID3,
+    PCST,
+    TALB,
+    TCON,
+    TDAT,
+    TDES,
+    TGID,
+    TIME,
+    TIT2,
+    TPE1,
+    TPE2,
+    TRCK,
+    TYER,
+    WOAF,
+    WXXX,
+    CTOCFlags,
+    Encoding,
+    Frame,
+    PictureType,
+)
+from mutagen.id3._tags import save_frame  # the one frame encoder; version pinned
+from mutagen.id3._util import ID3SaveConfig
+
+from fetcher.audio import id3v2_header
+from fetcher.model import Chapter, Episode, normalise_chapters
+from fetcher.settings import TagSettings
+from fetcher.tagging.spec import image_base, latin1_url, picture_mime, resolve_url
+
+#: Room left in every tag we write, so later re-tags fit in place.
+PADDING = 8 * 1024
+NO_OFFSET = 0xFFFFFFFF
+#: Frames fetcher owns; a host's copies of these are replaced, every other frame kept.
+OWNED = ("TIT2", "TALB", "TPE1", "TPE2", "TRCK", "TCON", "TDES", "TGID", "PCST", "WOAF")
+DATE_FRAMES = ("TDRC", "TDRL", "TYER", "TDAT", "TIME", "TORY", "TDOR")
+CHAPTER_FRAMES = ("CHAP", "CTOC")
+
+
+def _text(frame: type[Frame], value: str) -> Frame:
+    return frame(encoding=Encoding.UTF16, text=[value])
+
+
+def metadata_frames(episode: Episode, cover: bytes | None) -> list[Frame]:
+    """The episode's own frames, in the order they are written."""
+    frames: list[Frame] = [
+        _text(TIT2, episode.title),
+        _text(TALB, episode.show_name),
+        _text(TPE1, ", ".join(episode.hosts) if episode.hosts else episode.show_name),
+        _text(TPE2, episode.show_name),
+    ]
+    if episode.episode is not None:
+        frames.append(TRCK(encoding=Encoding.LATIN1, text=[str(episode.episode)]))
+    when = episode.date.astimezone(UTC)
+    frames += [
+        TYER(encoding=Encoding.LATIN1, text=[f"{when:%Y}"]),
+        TDAT(encoding=Encoding.LATIN1, text=[f"{when:%d%m}"]),
+        TIME(encoding=Encoding.LATIN1, text=[f"{when:%H%M}"]),
+        _text(TCON, "Podcast"),
+        PCST(value=0),
+        TGID(encoding=Encoding.LATIN1, text=[latin1_url(episode.guid)]),
+    ]
+    page = resolve_url(episode.page_url, None) if episode.page_url else None
+    if page:
+        frames.append(WOAF(url=latin1_url(page)))
+    if episode.description:
+        frames.append(COMM(encoding=Encoding.UTF16, lang="eng", desc="",
+                           text=[episode.description]))
+        frames.append(_text(TDES, episode.description))
+    if episode.show_notes:
+        frames.append(COMM(encoding=Encoding.UTF16, lang="eng", desc="Show Notes",
+                           text=[episode.show_notes]))
+    if cover is not None:
+        mime = picture_mime(cover)
+        if mime is not None:
+            frames.append(APIC(encoding=Encoding.UTF16, mime=mime, type=PictureType.COVER_FRONT,
+                               desc="", data=cover))
+    return frames
+
+
+def chapter_frames(
+    chapters: list[Chapter],
+    settings: TagSettings,
+    images: Mapping[str, bytes],
+    base_url: str | None,
+) -> list[Frame]:
+    """CTOC first, then one CHAP per chapter in start order."""
+    written = [c for c in chapters if c.toc or settings.hidden_chapters == "untoc"]
+    if not written:
+        return []
+    chaps: list[Frame] = []
+    toc_ids: list[str] = []
+    for index, chapter in enumerate(written):
+        element_id = f"chp{index}"
+        assert chapter.end_ms is not None, "chapters are ended before tagging"
+        sub_frames: list[Frame] = [_text(TIT2, chapter.title)]
+        if chapter.url:
+            url = resolve_url(chapter.url, base_url)
+            if url:
+                sub_frames.append(WXXX(encoding=Encoding.LATIN1, desc="", url=latin1_url(url)))
+        if settings.chapter_images and chapter.img:
+            image_url = resolve_url(chapter.img, base_url)
+            data = images.get(image_url) if image_url else None
+            mime = picture_mime(data) if data else None
+            if data is not None and mime is not None:
+                sub_frames.append(APIC(encoding=Encoding.LATIN1, mime=mime,
+                                       type=PictureType.OTHER, desc="", data=data))
+        chaps.append(
+            CHAP(
+                element_id=element_id,
+                start_time=chapter.start_ms,
+                end_time=chapter.end_ms,
+                start_offset=NO_OFFSET,
+                end_offset=NO_OFFSET,
+                sub_frames=sub_frames,
+            )
+        )
+        if chapter.toc:
+            toc_ids.append(element_id)
+    toc = CTOC(
+        element_id="toc",
+        flags=CTOCFlags.TOP_LEVEL | CTOCFlags.ORDERED,
+        child_element_ids=toc_ids,
+        sub_frames=[],
+    )
+    return [toc, *chaps]
+
+
+def host_frames(
+    existing: Iterable[ID3], *, replace_chapters: bool, cover: bool
+) -> list[Frame]:
+    """The frames of the tags already in the file that fetcher keeps (first copy wins)."""
+    dropped = set(OWNED) | set(DATE_FRAMES)
+    if replace_chapters:
+        dropped |= set(CHAPTER_FRAMES)
+    kept: list[Frame] = []
+    seen: set[str] = set()
+    for frame in (f for tag in existing for f in tag.values()):
+        if frame.HashKey in seen:
+            continue
+        seen.add(frame.HashKey)
+        if frame.FrameID in dropped:
+            continue
+        if frame.FrameID == "COMM" and frame.desc in ("", "Show Notes"):
+            continue
+        if cover and frame.FrameID == "APIC" and frame.type == PictureType.COVER_FRONT:
+            continue
+        kept.append(frame)
+    kept.sort(key=lambda f: (f.FrameID in CHAPTER_FRAMES, f.FrameID == "APIC"))
+    return kept
+
+
+def render_tag(frames: Iterable[Frame], *, version: int, size: int | None = None) -> bytes:
+    """An ID3v2 tag holding *frames* in the given order.
+
+    With *size*, padding makes the tag exactly that long (it must fit); otherwise the
+    tag gets :data:`PADDING` bytes of room.
+    """
+    return wrap_tag(encode_frames(frames, version=version), version=version, size=size)
+
+
+def encode_frames(frames: Iterable[Frame], *, version: int) -> bytes:
+    """*frames* encoded for ID3v2.*version*, in the given order (not mutagen's)."""
+    frames = list(frames)
+    holder = ID3()
+    for frame in frames:
+        holder.add(frame)
+    if version == 3:
+        holder.update_to_v23()
+    else:
+        holder.update_to_v24()
+    config = ID3SaveConfig(version, "/")
+    # ``holder`` converted the frames; keep our order by walking the inputs' keys.
+    data = bytearray()
+    seen: set[str] = set()
+    for frame in frames_in_order(holder, frames):
+        key = frame.HashKey
+        if key in seen:
+            continue
+        seen.add(key)
+        data += save_frame(frame, config=config)
+    return bytes(data)
+
+
+def wrap_tag(data: bytes, *, version: int, size: int | None = None) -> bytes:
+    """Header + encoded frames + padding; see :func:`render_tag`."""
+    needed = len(data) + 10
+    total = size if size is not None else needed + PADDING
+    if total < needed:
+        raise ValueError("tag does not fit")
+    return id3v2_header(total, version) + data + bytes(total - needed)
+
+
+def frames_in_order(holder: ID3, order: Iterable[Frame]) -> list[Frame]:
+    """The converted frames of *holder*, in the order of the original *order*."""
+    result: list[Frame] = []
+    for original in order:
+        converted = holder.get(original.HashKey)
+        if converted is not None:
+            result.append(converted)
+    return result
+
+
+#: Room beyond fetcher's own frames for the host frames that are kept, which can grow
+#: when they are converted to ID3v2.3 (UTF-8 text becomes UTF-16).
+HOST_SLACK = 4 * 1024
+
+
+def reserve_for(
+    episode: Episode,
+    settings: TagSettings,
+    cover: bytes | None,
+    images: Mapping[str, bytes],
+) -> int:
+    """Bytes to keep free at the start of a download so that the final tag fits there.
+
+    Chapter end times do not change a frame's size, so the tag can be sized before the
+    audio's duration is known. Host frames that are kept come from the host's own tag,
+    which sits in that room too.
+    """
+    chapters, _ = normalise_chapters(episode.chapters)
+    base_url = image_base(episode, settings)
+    frames = [*metadata_frames(episode, cover),
+              *chapter_frames(_ended(chapters), settings, images, base_url)]
+    return len(render_tag(frames, version=settings.id3_version)) + HOST_SLACK
+
+
+def _ended(chapters: list[Chapter]) -> list[Chapter]:
+    """Chapters with an end everywhere (the last one's is a stand-in of the same size)."""
+    return [c if c.end_ms is not None else dataclasses.replace(c, end_ms=c.start_ms + 1)
+            for c in chapters]

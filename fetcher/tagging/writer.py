@@ -1,0 +1,232 @@
+"""Writing a tag into a file: in place when it fits, else through a rewrite.
+
+The new tag is written over the old one when it fits (padding absorbs growth), so a
+re-tag writes only the tag; otherwise the file is rewritten through a temporary
+sibling, fsynced and renamed. An in-place write on an archived file goes through a
+journal (:mod:`fetcher.staging`) so that a crash cannot leave a torn tag.
+mutagen's errors are translated into :class:`~fetcher.errors.TagError` here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from mutagen.id3 import ID3, ID3NoHeaderError
+
+from fetcher.audio import ID3V1_SIZE, id3v2_size
+from fetcher.errors import TagError
+from fetcher.failpoints import failpoint
+from fetcher.model import Episode
+from fetcher.settings import TagSettings
+from fetcher.staging import finish_journal, write_journal
+from fetcher.tagging.frames import (
+    chapter_frames,
+    encode_frames,
+    host_frames,
+    metadata_frames,
+    wrap_tag,
+)
+from fetcher.tagging.spec import DURATION_TOLERANCE_MS, final_chapters, image_base
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Tagged:
+    """What :func:`write_tags` did."""
+
+    tag_bytes: int
+    written_bytes: int
+    in_place: bool
+    chapters: int
+
+
+#: How many ID3v2 tags in a row at the start of a file are read.
+MAX_LEADING_TAGS = 8
+
+
+def _leading_tags(path: Path) -> tuple[list[ID3], int]:
+    """The ID3v2 tags at the start of *path* and the bytes they occupy together.
+
+    A partial download starts with fetcher's empty placeholder tag followed by the
+    host's tag; both belong to the region the new tag may be written into.
+    """
+    tags: list[ID3] = []
+    region = 0
+    with path.open("rb") as file:
+        for _ in range(MAX_LEADING_TAGS):
+            file.seek(region)
+            header = file.read(10)
+            size = id3v2_size(header)
+            if size is None:
+                break
+            data = header + file.read(size - 10)
+            if len(data) < size:
+                break  # a tag longer than the file: not a tag we can replace safely
+            region += size
+            if any(data[10:]):
+                try:
+                    tags.append(ID3(io.BytesIO(data)))
+                except Exception as exc:  # noqa: BLE001 - mutagen raises many kinds
+                    log.warning("%s: an existing ID3 tag is unreadable (%s); replaced", path, exc)
+    return tags, region
+
+
+def _has_id3v1(path: Path) -> bool:
+    with path.open("rb") as file:
+        file.seek(0, os.SEEK_END)
+        if file.tell() < ID3V1_SIZE:
+            return False
+        file.seek(-ID3V1_SIZE, os.SEEK_END)
+        return file.read(3) == b"TAG"
+
+
+def write_tags(
+    path: Path,
+    episode: Episode,
+    *,
+    duration_ms: int | None,
+    settings: TagSettings | None = None,
+    cover: bytes | None = None,
+    images: Mapping[str, bytes] | None = None,
+    journal_dir: Path | None = None,
+    in_place: bool = True,
+) -> Tagged:
+    """Tag *path* for *episode*; raises TagError. See the module docstring.
+
+    With ``in_place=False`` the file is always rewritten through a temporary sibling
+    (for files fetcher does not keep a journal for).
+    """
+    try:
+        return _write_tags(path, episode, duration_ms, settings or TagSettings(), cover,
+                           images or {}, journal_dir, in_place)
+    except TagError:
+        raise
+    except OSError as exc:
+        raise TagError(path, f"cannot write tags: {exc.strerror or exc}") from exc
+    except Exception as exc:
+        raise TagError(path, f"cannot write tags: {type(exc).__name__}: {exc}") from exc
+
+
+def _write_tags(
+    path: Path,
+    episode: Episode,
+    duration_ms: int | None,
+    settings: TagSettings,
+    cover: bytes | None,
+    images: Mapping[str, bytes],
+    journal_dir: Path | None,
+    in_place: bool,
+) -> Tagged:
+    declared = episode.declared_duration_s
+    if (
+        duration_ms is not None
+        and declared is not None
+        and abs(declared * 1000 - duration_ms) > DURATION_TOLERANCE_MS
+    ):
+        log.warning(
+            "%s: the audio plays %.1f s but the document declares %.1f s",
+            episode.label, duration_ms / 1000, declared,
+        )
+    chapters = final_chapters(episode, duration_ms)
+    existing, region = _leading_tags(path)
+    base_url = image_base(episode, settings)
+    frames = [
+        *metadata_frames(episode, cover),
+        *host_frames(existing, replace_chapters=bool(chapters), cover=cover is not None),
+        *chapter_frames(chapters, settings, images, base_url),
+    ]
+    # Pictures last: players read the small frames first.
+    frames.sort(key=lambda f: f.FrameID == "APIC")
+    version = settings.id3_version
+    encoded = encode_frames(frames, version=version)
+    strip_v1 = _has_id3v1(path)
+    written_chapters = sum(1 for c in chapters if c.toc or settings.hidden_chapters == "untoc")
+
+    if in_place and region and len(encoded) + 10 <= region:
+        tag = wrap_tag(encoded, version=version, size=region)
+        _overwrite_in_place(path, tag, strip_v1, journal_dir)
+        return Tagged(len(tag), len(tag), True, written_chapters)
+
+    tag = wrap_tag(encoded, version=version)
+    _rewrite(path, tag, region, strip_v1)
+    return Tagged(len(tag), path.stat().st_size, False, written_chapters)
+
+
+def _overwrite_in_place(path: Path, tag: bytes, strip_v1: bool, journal_dir: Path | None) -> None:
+    journal = None
+    if journal_dir is not None:
+        journal = write_journal(journal_dir, path, len(tag))
+        failpoint("tag-journaled")
+    with path.open("r+b") as file:
+        half = len(tag) // 2
+        file.write(tag[:half])
+        file.flush()
+        failpoint("tag-torn")
+        file.write(tag[half:])
+        if strip_v1:
+            file.seek(-ID3V1_SIZE, os.SEEK_END)
+            file.truncate()
+        file.flush()
+        os.fsync(file.fileno())
+    if journal is not None:
+        finish_journal(journal)
+
+
+def _rewrite(path: Path, tag: bytes, region: int, strip_v1: bool) -> None:
+    """Write tag + audio into a temporary sibling, then rename it over *path*."""
+    temporary = path.with_name(path.name + ".tagging")
+    size = path.stat().st_size - region - (ID3V1_SIZE if strip_v1 else 0)
+    try:
+        with path.open("rb") as source, temporary.open("wb") as target:
+            target.write(tag)
+            source.seek(region)
+            remaining = size
+            while remaining > 0:
+                chunk = source.read(min(1 << 20, remaining))
+                if not chunk:
+                    break
+                target.write(chunk)
+                remaining -= len(chunk)
+            target.flush()
+            os.fsync(target.fileno())
+        shutil.copymode(path, temporary)
+        temporary.replace(path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+        raise
+
+
+def read_chapters(path: Path) -> list[tuple[int, int, str]]:
+    """(start_ms, end_ms, title) of the CHAP frames in *path*, in file order."""
+    try:
+        tags = ID3(path)
+    except ID3NoHeaderError:
+        return []
+    except Exception as exc:
+        raise TagError(path, f"cannot read tags: {exc}") from exc
+    result = []
+    for frame in tags.getall("CHAP"):
+        title = frame.sub_frames.get("TIT2")
+        result.append((frame.start_time, frame.end_time, str(title.text[0]) if title else ""))
+    return result
+
+
+def read_guid(path: Path) -> str | None:
+    """The episode guid fetcher wrote into *path*'s TGID frame, if any."""
+    try:
+        tags = ID3(path)
+    except ID3NoHeaderError:
+        return None
+    except Exception as exc:
+        raise TagError(path, f"no readable tag ({exc})") from exc
+    frame = tags.get("TGID")
+    return str(frame) if frame is not None and str(frame) else None

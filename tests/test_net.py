@@ -1,0 +1,83 @@
+"""The client factory: large socket reads confined to fetcher's own clients."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpcore
+import httpx
+from support.httpserver import TestServer
+from support.mp3factory import mp3_bytes
+
+from fetcher.net import reads
+from fetcher.net.http import Http, make_client, origin
+from fetcher.settings import DownloadSettings
+
+AUDIO = mp3_bytes(20_000, seed=3)
+
+
+def test_fetchers_client_reads_large_and_others_keep_the_default() -> None:
+    from httpcore._async.http11 import AsyncHTTP11Connection
+
+    client = make_client(DownloadSettings())
+    try:
+        pool = client._transport._pool  # type: ignore[attr-defined]
+        # The private names fetcher reaches for must still exist: a rename is noticed here.
+        assert isinstance(pool._network_backend, reads.LargeReadBackend)
+    finally:
+        asyncio.run(client.aclose())
+    assert AsyncHTTP11Connection.READ_NUM_BYTES == 64 * 1024  # nothing process-wide
+    other = httpx.AsyncHTTPTransport()
+    assert not isinstance(other._pool._network_backend, reads.LargeReadBackend)
+
+
+def test_a_moved_private_name_falls_back_to_the_default() -> None:
+    class Moved(httpx.AsyncHTTPTransport):
+        def __init__(self) -> None:
+            super().__init__()
+            self._renamed_pool = self._pool
+            del self._pool
+
+    assert reads.larger_socket_reads(Moved()) is False
+
+
+def test_large_reads_ask_the_socket_for_a_mebibyte(server: TestServer) -> None:
+    server.add("/a.mp3", body=AUDIO)
+    asked: list[int] = []
+
+    class Recording(httpcore.AsyncNetworkStream):
+        def __init__(self, inner: httpcore.AsyncNetworkStream):
+            self.inner = inner
+
+        async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+            asked.append(max_bytes)
+            return await self.inner.read(max_bytes, timeout)
+
+        async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+            await self.inner.write(buffer, timeout)
+
+        async def aclose(self) -> None:
+            await self.inner.aclose()
+
+    class Backend(httpcore.AnyIOBackend):
+        async def connect_tcp(self, *args: object, **kwargs: object) -> httpcore.AsyncNetworkStream:
+            return Recording(await super().connect_tcp(*args, **kwargs))  # type: ignore[arg-type]
+
+    async def run() -> bytes:
+        client = make_client(DownloadSettings())
+        pool = client._transport._pool  # type: ignore[attr-defined]
+        pool._network_backend = reads.LargeReadBackend(Backend())
+        async with Http(DownloadSettings(), client=client) as http:
+            data = await http.fetch_small("t", server.url("/a.mp3"), max_bytes=1 << 24)
+        await client.aclose()
+        return data
+
+    assert asyncio.run(run()) == AUDIO
+    assert asked and min(asked) == reads.SOCKET_READ_BYTES
+
+
+def test_origin_keeps_scheme_host_and_port() -> None:
+    assert origin("http://Example.com/a") == "http://example.com:80"
+    assert origin("https://example.com/a") == "https://example.com:443"
+    assert origin("http://example.com:8080/a?t=1") == "http://example.com:8080"
+    assert origin("http://[::1") == ""
