@@ -39,7 +39,7 @@ from fetcher.sources import Entry, Loaded, load_episodes, read_sources
 from fetcher.store import Archive, Store
 from fetcher.store.manifest import Record
 from fetcher.sync import SyncReport, run, sync
-from fetcher.verify import verify_archive
+from fetcher.verify import Problem, verify_archive
 
 __all__ = [
     "Action",
@@ -65,6 +65,7 @@ __all__ = [
     "ManifestError",
     "Outcome",
     "Plan",
+    "Problem",
     "Record",
     "Restarted",
     "Retrying",

@@ -179,7 +179,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     archive = Archive(config.archive.dir)
     if args.rebuild:
         if not archive.root.is_dir():
-            raise ConfigError(f"{archive.root}: no archive here")
+            raise ConfigError(f"{archive.root}: no such directory")
         count = rebuild_manifest(archive)
         print(f"manifest rebuilt from {count} archived files; the next sync re-tags them "
               "and fills in the rest", file=sys.stderr)
@@ -187,13 +187,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.json:
         _print_json({
             "ok": not problems,
-            "problems": [{"guid": r.guid, "path": r.path, "problem": p} for r, p in problems],
+            "problems": [{"guid": p.guid, "path": p.path, "problem": p.problem}
+                         for p in problems],
         })
-    for record, problem in problems:
-        log.error("%s: %s", record.path, problem)
+    for problem in problems:
+        log.error("%s: %s", problem.path, problem.problem)
     if problems and args.repair:
-        print(f"{len(problems)} damaged or missing files forgotten; the next sync fetches "
-              "them again", file=sys.stderr)
+        print(f"{len(problems)} problems repaired: damaged files moved to .fetcher/damaged/; "
+              "the next sync fetches those episodes again", file=sys.stderr)
     if not problems and not args.json and not args.quiet:
         print("archive verified: every file matches the manifest", file=sys.stderr)
     return EXIT_FAILED if problems else EXIT_OK

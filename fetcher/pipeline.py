@@ -16,15 +16,16 @@ import dataclasses
 import logging
 import os
 import signal
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fetcher.audio import measure_duration_ms, payload_sha256, tag_sha256
 from fetcher.config import Config
-from fetcher.errors import FetcherError, NotAudioError
+from fetcher.errors import FetcherError, NotAudioError, redact_url
 from fetcher.events import EpisodeDone, EventSink, Outcome, Status
 from fetcher.failpoints import failpoint
+from fetcher.images import Images
 from fetcher.model import Episode
 from fetcher.plan import Action, Plan, Step
 from fetcher.staging import (
@@ -32,12 +33,13 @@ from fetcher.staging import (
     discard_partial,
     mark_verified,
     sidecar_path,
+    url_digest,
     verified_download,
 )
 from fetcher.store import Store
 from fetcher.store.local import now_iso
 from fetcher.store.manifest import Manifest, Record
-from fetcher.tagging.spec import chapter_image_urls, cover_url, picture_mime, tag_fingerprint
+from fetcher.tagging.spec import tag_fingerprint
 
 if TYPE_CHECKING:
     # The download and tag stages (httpx, tenacity, mutagen) are imported only when
@@ -76,8 +78,9 @@ class Pipeline:
         self.archive = archive
         self.manifest = manifest
         self.on_event = on_event
-        self._images: dict[str, asyncio.Future[bytes | None]] = {}
         self._downloader: Downloader | None = None
+        self._images = Images(config.tags)
+        self._hasher: Callable[[str], str] | None = None
 
     async def run(self, plan: Plan, handle_signals: bool) -> tuple[list[Outcome], bool]:
         outcomes: dict[int, Outcome] = {}
@@ -95,6 +98,7 @@ class Pipeline:
 
             async with Downloader(self.config.download, on_event=self.on_event) as downloader:
                 self._downloader = downloader
+                self._images.http = downloader
                 tasks = {i: asyncio.create_task(self._run_step(step)) for i, step in work}
                 stop = self._install_signals(tasks.values()) if handle_signals else None
                 try:
@@ -183,16 +187,20 @@ class Pipeline:
         adopted = await self._adopt(step, episode)
         if adopted is not None:
             return adopted
+        if step.check_audio:
+            recognised = await self._recognise(step, episode)
+            if recognised is not None:
+                return recognised
         partial = self.archive.partial_path(episode.guid)
         # The tag is sized before the download so that it can be written into room left
         # at the front of the partial file: the audio is written once, never copied.
-        cover, images = await self._pictures(episode)
+        cover, images = await self._images.for_episode(episode)
         reserve = await asyncio.to_thread(
             reserve_for, episode, self.config.tags, cover, images
         )
         downloaded = await self._downloader.fetch(
             DownloadRequest(episode.label, episode.audio_url, partial, episode.expected_bytes,
-                            reserve=reserve)
+                            reserve=reserve, url_id=self._url_hash(episode.audio_url))
         )
         return await _uninterrupted(self._finish_download(step, episode, downloaded))
 
@@ -237,7 +245,8 @@ class Pipeline:
                 guid=episode.guid,
                 show_slug=episode.show_slug,
                 source=str(episode.source),
-                url=episode.audio_url,
+                url=redact_url(episode.audio_url),
+                url_hash=self._url_hash(episode.audio_url),
                 path=str(step.path),
                 expected_bytes=episode.expected_bytes,
                 received_bytes=downloaded.size,
@@ -263,7 +272,7 @@ class Pipeline:
         crash, without downloading it again: its audio must hash to what was verified."""
         assert step.path is not None
         partial = self.archive.partial_path(episode.guid)
-        verified = verified_download(partial, episode.audio_url)
+        verified = verified_download(partial, self._url_hash(episode.audio_url))
         if verified is None or partial.exists():
             return None
         try:
@@ -287,6 +296,22 @@ class Pipeline:
 
         return await _uninterrupted(finish())
 
+    async def _recognise(self, step: Step, episode: Episode) -> Outcome | None:
+        """Keep an archived file whose size changed but whose audio is what was
+        archived (a tag rewrite stopped before the manifest learnt the new size): it is
+        re-tagged and recorded, not downloaded again."""
+        assert step.path is not None and step.record is not None
+        try:
+            target = self.archive.existing_file(step.path)
+            digest = await asyncio.to_thread(payload_sha256, target)
+        except (FetcherError, OSError):
+            return None
+        if digest != step.record.audio_sha256:
+            return None
+        log.info("%s: %s holds the archived audio; re-tagged, not downloaded", episode.label,
+                 step.path)
+        return await self._retag(step, episode)
+
     # --- only the metadata changed --------------------------------------------------
 
     async def _retag(self, step: Step, episode: Episode) -> Outcome:
@@ -308,7 +333,8 @@ class Pipeline:
             step.record,
             show_slug=episode.show_slug,
             source=str(episode.source),
-            url=step.record.url or episode.audio_url,
+            url=step.record.url or redact_url(episode.audio_url),
+            url_hash=step.record.url_hash or self._url_hash(episode.audio_url),
             expected_bytes=step.record.expected_bytes or episode.expected_bytes,
             file_bytes=stat.st_size,
             file_mtime_ns=stat.st_mtime_ns,
@@ -324,52 +350,23 @@ class Pipeline:
 
     # --- tags and their pictures ----------------------------------------------------
 
-    async def _pictures(self, episode: Episode) -> tuple[bytes | None, dict[str, bytes]]:
-        """The cover and chapter images the tag will carry (each fetched once per run)."""
-        settings = self.config.tags
-        cover = None
-        url = cover_url(episode, settings)
-        if url is not None:
-            cover = await self._image(episode.label, url)
-        images: dict[str, bytes] = {}
-        for image_url in chapter_image_urls(episode, settings):
-            data = await self._image(episode.label, image_url)
-            if data is not None:
-                images[image_url] = data
-        return cover, images
-
     async def _tag(self, path: Path, episode: Episode, duration: int | None, *,
                    journal: bool) -> Tagged:
         from fetcher.tagging.writer import write_tags
 
         settings = self.config.tags
-        cover, images = await self._pictures(episode)
+        cover, images = await self._images.for_episode(episode)
         return await asyncio.to_thread(
             write_tags, path, episode, duration_ms=duration, settings=settings, cover=cover,
             images=images, journal_dir=self.archive.journal_dir if journal else None,
         )
 
-    async def _image(self, label: str, url: str) -> bytes | None:
-        """An image fetched once per URL per run; None (with a warning) when it fails."""
-        future = self._images.get(url)
-        if future is None:
-            future = asyncio.ensure_future(self._fetch_image(label, url))
-            self._images[url] = future
-        return await asyncio.shield(future)
-
-    async def _fetch_image(self, label: str, url: str) -> bytes | None:
-        assert self._downloader is not None
-        try:
-            data = await self._downloader.fetch_small(
-                label, url, max_bytes=self.config.tags.max_image_bytes
-            )
-        except FetcherError as error:
-            log.warning("%s: image skipped: %s", label, error)
-            return None
-        if picture_mime(data) is None:
-            log.warning("%s: image skipped: not JPEG or PNG", label)
-            return None
-        return data
+    def _url_hash(self, url: str) -> str:
+        """The keyed hash that stands for *url* in the manifest and the sidecars."""
+        hasher = self._hasher
+        if hasher is None:
+            hasher = self._hasher = self.archive.url_hasher() or url_digest
+        return hasher(url)
 
     def _remember_failure(self, episode: Episode, message: str) -> None:
         with contextlib.suppress(FetcherError):
@@ -378,5 +375,6 @@ class Pipeline:
             else:
                 self.manifest.save(
                     Record(episode.guid, episode.show_slug, str(episode.source),
-                           episode.audio_url, last_error=message, last_error_at=now_iso())
+                           redact_url(episode.audio_url), last_error=message,
+                           last_error_at=now_iso(), url_hash=self._url_hash(episode.audio_url))
                 )

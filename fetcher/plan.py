@@ -10,10 +10,10 @@ from __future__ import annotations
 import enum
 import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
-from fetcher.errors import SourceError
+from fetcher.errors import SourceError, redact_url
 from fetcher.model import Episode, Skipped
 from fetcher.settings import TagSettings
 from fetcher.store import Store
@@ -41,6 +41,9 @@ class Step:
     path: PurePosixPath | None = None
     record: Record | None = None
     resume_from: int = 0
+    #: The archived file's size is not the recorded one, but its audio may be: a tag
+    #: rewrite killed before the manifest learnt the new size. Hash before downloading.
+    check_audio: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +78,7 @@ def build_plan(
     stat: StatFn = stat_or_none,
 ) -> Plan:
     entries = list(entries)
+    url_hash = archive.url_hasher()
     taken: dict[str, str] = {r.path: r.guid for r in records.values() if r.path is not None}
     steps: list[Step] = []
     for entry in entries:
@@ -84,7 +88,7 @@ def build_plan(
             steps.append(Step(Action.INVALID, str(entry), source=entry.source))
         else:
             steps.append(_decide(entry, records.get(entry.guid), archive, template,
-                                 tag_settings, taken, stat))
+                                 tag_settings, taken, stat, url_hash))
     return Plan(tuple(steps))
 
 
@@ -97,6 +101,15 @@ def _assign_path(episode: Episode, template: str, taken: dict[str, str]) -> Pure
     return path
 
 
+def _url_changed(record: Record, url: str, url_hash: Callable[[str], str] | None) -> bool:
+    if record.url_hash and url_hash is not None:
+        return record.url_hash != url_hash(url)
+    if not record.url:
+        return False
+    # An older manifest row, or no key yet: the stored URL may be whole or redacted.
+    return record.url not in (url, redact_url(url))
+
+
 def _decide(
     episode: Episode,
     record: Record | None,
@@ -105,6 +118,7 @@ def _decide(
     tag_settings: TagSettings,
     taken: dict[str, str],
     stat: StatFn,
+    url_hash: Callable[[str], str] | None,
 ) -> Step:
     def download(reason: str, path: PurePosixPath) -> Step:
         partial = stat(archive.partial_path(episode.guid))
@@ -123,7 +137,7 @@ def _decide(
 
     path = PurePosixPath(record.path)  # one parse: the step carries it on
     # A rebuilt manifest knows neither URL nor size: the file is adopted as it is.
-    if record.url and record.url != episode.audio_url:
+    if _url_changed(record, episode.audio_url, url_hash):
         return download("audio URL changed", path)
     if (
         episode.expected_bytes is not None
@@ -141,9 +155,12 @@ def _decide(
     if current is None:
         return download("archived file is missing", path)
     if current.st_size != record.file_bytes:
-        return download(
+        step = download(
             f"archived file is {current.st_size} bytes, expected {record.file_bytes}", path
         )
+        if record.audio_sha256:
+            step = replace(step, check_audio=True)
+        return step
     if record.tag_hash != tag_fingerprint(episode, tag_settings):
         return Step(Action.RETAG, "metadata changed", episode, episode.source, path, record)
     return Step(Action.UP_TO_DATE, "archived and verified by size", episode, episode.source,

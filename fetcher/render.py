@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fetcher.errors import SourceError
+from fetcher.errors import SourceError, redact_url
 from fetcher.events import Outcome, Status
 from fetcher.model import Chapter, Episode, Skipped, clock
 from fetcher.plan import Action, Plan
@@ -54,7 +54,7 @@ def entry_json(entry: Episode | Skipped | SourceError) -> dict[str, Any]:
             show_slug=entry.show_slug,
             episode=entry.episode,
             title=entry.title,
-            url=entry.audio_url,
+            url=redact_url(entry.audio_url),
             expected_bytes=entry.expected_bytes,
             chapters=[chapter_json(c) for c in entry.chapters],
         )

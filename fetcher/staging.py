@@ -82,6 +82,14 @@ def read_state(path: Path, limit: int = 1 << 20) -> bytes:
         return file.read(limit)
 
 
+def fsync_file(path: Path) -> None:
+    fd = open_nofollow(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def fsync_directory(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -97,11 +105,19 @@ def sidecar_path(partial: Path) -> Path:
     return partial.with_name(partial.name + ".json")
 
 
+def url_digest(url: str) -> str:
+    """An unkeyed stand-in for a URL (the archive's keyed hash is used when there is one)."""
+    return hashlib.sha256(url.encode("utf-8")).hexdigest()
+
+
 @dataclass(slots=True)
 class Validators:
-    """What the server said about the body the partial file holds the start of."""
+    """What the server said about the body the partial file holds the start of.
 
-    url: str
+    ``url_id`` identifies the URL without holding it (tokens never reach the disk).
+    """
+
+    url_id: str
     etag: str | None = None
     last_modified: str | None = None
     total: int | None = None
@@ -128,7 +144,8 @@ class Downloaded:
     reserve: int = 0
     #: Set when ``size_mismatch = "accept"`` let a size other than the document's pass.
     size_discrepancy: bool = False
-    url: str = ""
+    #: Identifies the URL without holding it (see :class:`Validators`).
+    url_id: str = ""
 
 
 def _read_sidecar(partial: Path) -> dict[str, Any] | None:
@@ -139,13 +156,13 @@ def _read_sidecar(partial: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def load_validators(partial: Path, url: str) -> Validators | None:
+def load_validators(partial: Path, url_id: str) -> Validators | None:
     data = _read_sidecar(partial)
-    if data is None or data.get("url") != url:
+    if data is None or data.get("url_id") != url_id:
         return None
     etag, modified = data.get("etag"), data.get("last_modified")
     return Validators(
-        url,
+        url_id,
         etag if isinstance(etag, str) else None,
         modified if isinstance(modified, str) else None,
         _whole(data.get("total")),
@@ -172,13 +189,13 @@ def mark_verified(result: Downloaded) -> None:
     write_atomic(sidecar_path(result.path), json.dumps(record, default=str).encode())
 
 
-def verified_download(partial: Path, url: str) -> Downloaded | None:
-    """What :func:`mark_verified` recorded for *partial* and *url*, if anything (the
+def verified_download(partial: Path, url_id: str) -> Downloaded | None:
+    """What :func:`mark_verified` recorded for *partial* and *url_id*, if anything (the
     partial file itself may already have been renamed into the archive)."""
     data = _read_sidecar(partial)
     try:
         info = data["verified"] if data is not None else None
-        if info is None or info["url"] != url:
+        if info is None or info["url_id"] != url_id:
             return None
         return Downloaded(
             path=partial,
@@ -190,7 +207,7 @@ def verified_download(partial: Path, url: str) -> Downloaded | None:
             resumed_from=int(info["size"]),
             reserve=int(info["reserve"]),
             size_discrepancy=bool(info["size_discrepancy"]),
-            url=url,
+            url_id=url_id,
         )
     except (ValueError, KeyError, TypeError):
         return None
@@ -286,10 +303,19 @@ class Sink:
 # --- the journal that makes in-place tag writes crash-safe ---------------------------
 
 
+#: The ending of a tag rewrite's temporary file.
+TEMP_SUFFIX = ".tagging"
+
+
+def journal_name(path: Path) -> str:
+    """The stem of the journal files that belong to *path*."""
+    return hashlib.sha1(str(path.resolve()).encode()).hexdigest()
+
+
 def write_journal(journal_dir: Path, path: Path, length: int) -> Path:
     """Save the first *length* bytes of *path* (and its last 128) before they change."""
     journal_dir.mkdir(parents=True, exist_ok=True)
-    name = hashlib.sha1(str(path.resolve()).encode()).hexdigest()
+    name = journal_name(path)
     record = journal_dir / f"{name}.json"
     saved = journal_dir / f"{name}.bytes"
     size = path.stat().st_size
@@ -316,6 +342,10 @@ def recover_journals(journal_dir: Path) -> list[Path]:
     restored: list[Path] = []
     if not journal_dir.is_dir():
         return restored
+    for leftover in sorted(journal_dir.glob(f"*{TEMP_SUFFIX}")):
+        # A tag rewrite killed before its rename: the archived file is still whole.
+        leftover.unlink(missing_ok=True)
+        log.info("%s: removed what an interrupted tag rewrite left", leftover.name)
     for record in sorted(journal_dir.glob("*.json")):
         saved = record.with_suffix(".bytes")
         try:

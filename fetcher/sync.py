@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fetcher.config import Config
+from fetcher.errors import ArchiveError
 from fetcher.events import EventSink, Outcome, Status, ignore
 from fetcher.pipeline import Pipeline, static_outcome
 from fetcher.plan import Action, Plan, build_plan
@@ -71,10 +72,19 @@ async def run(
     names: list[str | Path] = list(sources) if sources else list(config.sources.paths)
     if dry_run:
         return await _dry_run(config, archive, names)
+    if not archive.manifest_path.exists() and archive.holds_files():
+        raise ArchiveError(
+            f"{archive.root}: holds files but no manifest ({archive.manifest_path}); "
+            "'fetcher verify --rebuild' adopts the archived files by their tags without "
+            "downloading them (or point [archive] dir at an empty directory)"
+        )
     await asyncio.to_thread(archive.prepare)
     with archive.lock():
         await asyncio.to_thread(recover_journals, archive.journal_dir)
         with Manifest.open(archive.manifest_path) as manifest:
+            hasher = archive.url_hasher()
+            if hasher is not None and manifest.seal_urls(hasher):
+                log.info("the manifest no longer holds full audio URLs (tokens redacted)")
             loaded = await read_sources(names)
             plan = build_plan(loaded.entries, manifest.records(), archive,
                               config.archive.filename, config.tags)

@@ -45,6 +45,7 @@ from fetcher.staging import (
     load_validators,
     save_validators,
     sidecar_path,
+    url_digest,
     verified_download,
 )
 
@@ -66,6 +67,12 @@ class DownloadRequest:
     expected_bytes: int | None = None
     #: Bytes kept free at the start of the partial file for the final tag.
     reserve: int = 0
+    #: Stands for the URL in the sidecar (default: its SHA-256); never the URL itself.
+    url_id: str = ""
+
+    @property
+    def identity(self) -> str:
+        return self.url_id or url_digest(self.url)
 
 
 class Downloader(Http):
@@ -98,11 +105,11 @@ class Downloader(Http):
 
     async def _attempt(self, request: DownloadRequest) -> Downloaded:
         partial = request.partial
-        finished = verified_download(partial, request.url) if partial.exists() else None
+        finished = verified_download(partial, request.identity) if partial.exists() else None
         if finished is not None:
             log.info("%s: finishing a download verified in an earlier run", request.key)
             return finished
-        validators = load_validators(partial, request.url)
+        validators = load_validators(partial, request.identity)
         reserve = validators.reserve if validators is not None else request.reserve
         offset = max(partial.stat().st_size - reserve, 0) if partial.exists() else 0
         if offset and (validators is None or validators.if_range() is None):
@@ -155,7 +162,7 @@ class Downloader(Http):
                 assert validators is not None
                 self.on_event(Started(request.key, redact_url(request.url), offset, total))
                 return await self._complete(request, sink, offset, validators)
-            validators = Validators(request.url, response.headers.get("ETag"),
+            validators = Validators(request.identity, response.headers.get("ETag"),
                                     response.headers.get("Last-Modified"), total, sink.reserve)
             await asyncio.to_thread(save_validators, request.partial, validators)
             limit, mismatch = self._size_limit(request, total)
@@ -318,5 +325,5 @@ class Downloader(Http):
             path=request.partial, size=received, audio_sha256=digest, etag=validators.etag,
             last_modified=validators.last_modified, expected_bytes=expected,
             resumed_from=offset, reserve=sink.reserve, size_discrepancy=discrepancy,
-            url=request.url,
+            url_id=request.identity,
         )

@@ -13,15 +13,17 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import hmac
 import os
+import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
 from fetcher.errors import ArchiveError, ArchiveLockedError
-from fetcher.staging import fsync_directory, open_nofollow
+from fetcher.staging import fsync_directory, open_nofollow, read_state
 
 STATE_DIR = ".fetcher"
 
@@ -43,6 +45,33 @@ class Archive:
     @property
     def journal_dir(self) -> Path:
         return self.state / "journal"
+
+    @property
+    def url_key_path(self) -> Path:
+        return self.state / "url-key"
+
+    def url_hasher(self) -> Callable[[str], str] | None:
+        """The keyed hash of audio URLs for this archive (None before its first sync).
+
+        The key is a random secret kept in the state directory, so that a copied
+        manifest or log cannot be searched for the tokens in private feed URLs.
+        """
+        try:
+            key = read_state(self.url_key_path, limit=64)
+        except FileNotFoundError:
+            return None
+        return lambda url: hmac.new(key, url.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def _make_url_key(self) -> None:
+        try:
+            fd = open_nofollow(self.url_key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return
+        try:
+            os.write(fd, secrets.token_bytes(32))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def partial_path(self, guid: str) -> Path:
         return self.state / "partial" / (hashlib.sha1(guid.encode()).hexdigest() + ".mp3.part")
@@ -91,6 +120,15 @@ class Archive:
                 if not stat.S_ISDIR(mode):
                     raise ArchiveError(f"{directory}: is not a directory")
 
+    def holds_files(self) -> bool:
+        """True when the archive directory has entries besides fetcher's state (hidden
+        entries such as ``.DS_Store`` aside)."""
+        try:
+            with os.scandir(self.root) as entries:
+                return any(not e.name.startswith(".") for e in entries)
+        except OSError:
+            return False  # missing or not a directory: prepare() says what is wrong
+
     @property
     def exists(self) -> bool:
         """True when *root* holds an archive (its state directory is there)."""
@@ -107,6 +145,7 @@ class Archive:
             probe.unlink(missing_ok=True)
             os.close(open_nofollow(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
             probe.unlink()
+            self._make_url_key()
         except OSError as exc:
             raise ArchiveError(
                 f"{self.root}: archive directory is not writable ({exc.strerror or exc})"

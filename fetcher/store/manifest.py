@@ -10,11 +10,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from fetcher.errors import ManifestError
+from fetcher.errors import ManifestError, redact_url
 
 APPLICATION_ID = 0x46455443  # "FETC"
 _SQLITE_FULL = 13
@@ -77,6 +77,10 @@ MIGRATIONS: tuple[str, ...] = (
         last_error_at   TEXT
     );
     """,
+    # 2: URLs are kept redacted; a keyed hash of the full URL notices a change.
+    """
+    ALTER TABLE episodes ADD COLUMN url_hash TEXT;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -105,6 +109,8 @@ class Record:
     updated_at: str | None = None
     last_error: str | None = None
     last_error_at: str | None = None
+    #: A keyed hash of the full audio URL (``url`` itself has its query redacted).
+    url_hash: str | None = None
 
 
 _COLUMNS = [f.name for f in fields(Record)]
@@ -256,6 +262,28 @@ class Manifest:
                 "UPDATE episodes SET last_error = ?, last_error_at = ? WHERE guid = ?",
                 (message, when, guid),
             )
+
+    def seal_urls(self, hasher: Callable[[str], str]) -> int:
+        """Replace URLs stored in full (by an older fetcher) with their redacted form and
+        keyed hash; returns how many rows changed."""
+        with translated(self.path, "writing the manifest"):
+            rows = self._db.execute(
+                "SELECT guid, url FROM episodes WHERE url_hash IS NULL AND url != ''"
+            ).fetchall()
+            if not rows:
+                return 0
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for guid, url in rows:
+                    self._db.execute(
+                        "UPDATE episodes SET url = ?, url_hash = ? WHERE guid = ?",
+                        (redact_url(url), hasher(url), guid),
+                    )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return len(rows)
 
     def delete(self, guid: str) -> None:
         with translated(self.path, "writing the manifest"):

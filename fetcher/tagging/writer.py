@@ -25,7 +25,13 @@ from fetcher.errors import TagError
 from fetcher.failpoints import failpoint
 from fetcher.model import Episode
 from fetcher.settings import TagSettings
-from fetcher.staging import finish_journal, write_journal
+from fetcher.staging import (
+    TEMP_SUFFIX,
+    finish_journal,
+    fsync_directory,
+    journal_name,
+    write_journal,
+)
 from fetcher.tagging.frames import (
     chapter_frames,
     encode_frames,
@@ -156,7 +162,7 @@ def _write_tags(
         return Tagged(len(tag), len(tag), True, written_chapters)
 
     tag = wrap_tag(encoded, version=version)
-    _rewrite(path, tag, region, strip_v1)
+    _rewrite(path, tag, region, strip_v1, journal_dir)
     return Tagged(len(tag), path.stat().st_size, False, written_chapters)
 
 
@@ -180,9 +186,20 @@ def _overwrite_in_place(path: Path, tag: bytes, strip_v1: bool, journal_dir: Pat
         finish_journal(journal)
 
 
-def _rewrite(path: Path, tag: bytes, region: int, strip_v1: bool) -> None:
-    """Write tag + audio into a temporary sibling, then rename it over *path*."""
-    temporary = path.with_name(path.name + ".tagging")
+def _rewrite(path: Path, tag: bytes, region: int, strip_v1: bool,
+             temp_dir: Path | None = None) -> None:
+    """Write tag + audio into a temporary file, then rename it over *path*.
+
+    An archived file's temporary lives in *temp_dir* (the archive's journal directory,
+    on the same filesystem), where the next run removes what a crash left; otherwise
+    beside *path*. The audio is not changed, so a crash after the rename leaves a file
+    the next run recognises by its audio hash.
+    """
+    if temp_dir is not None:
+        temp_dir.mkdir(parents=True, exist_ok=True)
+        temporary = temp_dir / (journal_name(path) + TEMP_SUFFIX)
+    else:
+        temporary = path.with_name(path.name + TEMP_SUFFIX)
     size = path.stat().st_size - region - (ID3V1_SIZE if strip_v1 else 0)
     try:
         with path.open("rb") as source, temporary.open("wb") as target:
@@ -195,10 +212,14 @@ def _rewrite(path: Path, tag: bytes, region: int, strip_v1: bool) -> None:
                     break
                 target.write(chunk)
                 remaining -= len(chunk)
+                failpoint("retag-rewriting")
             target.flush()
             os.fsync(target.fileno())
         shutil.copymode(path, temporary)
         temporary.replace(path)
+        if temp_dir is not None:
+            fsync_directory(path.parent)
+            failpoint("retag-rewritten")
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             temporary.unlink()
