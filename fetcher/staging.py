@@ -4,7 +4,7 @@
 - its sidecar: the validators a resume needs (:class:`Validators`), later the
   "verified" marker (:func:`mark_verified`) that lets a run finish a complete body
   after a crash instead of downloading it again;
-- the journal of an in-place tag write (:func:`write_journal`, :func:`recover_journals`).
+- (the journal of an in-place tag write is in :mod:`fetcher.journal`).
 
 Every state file is opened with ``O_NOFOLLOW`` (a link planted in the state directory
 is refused, never followed) and every state write is atomic: a temporary file is
@@ -20,11 +20,12 @@ import hashlib
 import json
 import logging
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fetcher.audio import ID3V1_SIZE, PayloadHasher, id3v2_header
+from fetcher.audio import PayloadHasher, id3v2_header
 from fetcher.errors import ArchiveError
 
 log = logging.getLogger(__name__)
@@ -38,14 +39,29 @@ _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 # --- safe opens and atomic writes ----------------------------------------------------
 
 
-def open_nofollow(path: Path, flags: int, mode: int = 0o644) -> int:
-    """``os.open`` that refuses a symbolic link at *path* with a clear ArchiveError."""
+def open_nofollow(path: Path, flags: int, mode: int = 0o644, *, one_link: bool = True) -> int:
+    """``os.open`` that refuses a symbolic link at *path* with a clear ArchiveError.
+
+    What it opens must be a regular file with one name: a FIFO or device planted in the
+    state directory, or a hard link to a file elsewhere, is refused before any write.
+    """
     try:
-        return os.open(path, flags | _NOFOLLOW | _CLOEXEC, mode)
+        fd = os.open(path, flags | _NOFOLLOW | _CLOEXEC | os.O_NONBLOCK, mode)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise ArchiveError(f"{path}: is a symbolic link; refusing to follow it") from exc
         raise
+    info = os.fstat(fd)
+    problem = None
+    if not stat.S_ISREG(info.st_mode):
+        problem = "is not a regular file"
+    elif one_link and info.st_nlink > 1:
+        problem = f"has {info.st_nlink} hard links (one may lead outside the archive)"
+    if problem is not None:
+        os.close(fd)
+        raise ArchiveError(f"{path}: {problem}; refusing to use it")
+    os.set_blocking(fd, True)
+    return fd
 
 
 def write_atomic(path: Path, data: bytes, *, sync_directory: bool = False) -> None:
@@ -298,78 +314,3 @@ class Sink:
 
     def close(self) -> None:
         self.file.close()
-
-
-# --- the journal that makes in-place tag writes crash-safe ---------------------------
-
-
-#: The ending of a tag rewrite's temporary file.
-TEMP_SUFFIX = ".tagging"
-
-
-def journal_name(path: Path) -> str:
-    """The stem of the journal files that belong to *path*."""
-    return hashlib.sha1(str(path.resolve()).encode()).hexdigest()
-
-
-def write_journal(journal_dir: Path, path: Path, length: int) -> Path:
-    """Save the first *length* bytes of *path* (and its last 128) before they change."""
-    journal_dir.mkdir(parents=True, exist_ok=True)
-    name = journal_name(path)
-    record = journal_dir / f"{name}.json"
-    saved = journal_dir / f"{name}.bytes"
-    size = path.stat().st_size
-    with path.open("rb") as file:
-        old = file.read(length)
-        if size >= ID3V1_SIZE:
-            file.seek(-ID3V1_SIZE, os.SEEK_END)
-            old_tail = file.read()
-        else:
-            old_tail = b""
-    write_atomic(saved, old + old_tail)
-    info = {"path": str(path.resolve()), "head": len(old), "size": size}
-    write_atomic(record, json.dumps(info).encode(), sync_directory=True)
-    return record
-
-
-def finish_journal(record: Path) -> None:
-    record.unlink()
-    record.with_suffix(".bytes").unlink(missing_ok=True)
-
-
-def recover_journals(journal_dir: Path) -> list[Path]:
-    """Undo in-place tag writes that a crash interrupted; returns the files restored."""
-    restored: list[Path] = []
-    if not journal_dir.is_dir():
-        return restored
-    for leftover in sorted(journal_dir.glob(f"*{TEMP_SUFFIX}")):
-        # A tag rewrite killed before its rename: the archived file is still whole.
-        leftover.unlink(missing_ok=True)
-        log.info("%s: removed what an interrupted tag rewrite left", leftover.name)
-    for record in sorted(journal_dir.glob("*.json")):
-        saved = record.with_suffix(".bytes")
-        try:
-            info: dict[str, Any] = json.loads(read_state(record))
-            data = read_state(saved, limit=1 << 30)
-            target = Path(info["path"])
-            head, size = int(info["head"]), int(info["size"])
-            if target.exists():
-                fd = open_nofollow(target, os.O_RDWR)
-                with os.fdopen(fd, "r+b") as file:
-                    file.write(data[:head])
-                    tail = data[head:]
-                    if tail:
-                        file.seek(size - len(tail))
-                        file.write(tail)
-                    file.truncate(size)
-                    file.flush()
-                    os.fsync(file.fileno())
-                restored.append(target)
-                log.warning("%s: an interrupted re-tag was rolled back", target)
-        except (OSError, ValueError, KeyError, ArchiveError) as exc:
-            log.error("%s: cannot roll back an interrupted re-tag: %s", record, exc)
-            continue
-        record.unlink()
-        with contextlib.suppress(FileNotFoundError):
-            saved.unlink()
-    return restored

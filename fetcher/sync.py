@@ -17,10 +17,10 @@ from pathlib import Path
 from fetcher.config import Config
 from fetcher.errors import ArchiveError
 from fetcher.events import EventSink, Outcome, Status, ignore
+from fetcher.journal import recover_journals
 from fetcher.pipeline import Pipeline, static_outcome
 from fetcher.plan import Action, Plan, build_plan
 from fetcher.sources import read_sources
-from fetcher.staging import recover_journals
 from fetcher.store import Archive, Store
 from fetcher.store.manifest import Manifest
 
@@ -80,7 +80,7 @@ async def run(
         )
     await asyncio.to_thread(archive.prepare)
     with archive.lock():
-        await asyncio.to_thread(recover_journals, archive.journal_dir)
+        await asyncio.to_thread(recover_journals, archive.journal_dir, root=archive.root)
         with Manifest.open(archive.manifest_path) as manifest:
             hasher = archive.url_hasher()
             if hasher is not None and manifest.seal_urls(hasher):

@@ -21,7 +21,8 @@ from pathlib import Path, PurePosixPath
 
 from fetcher.audio import file_digests, measure_duration_ms
 from fetcher.errors import ArchiveError, TagError
-from fetcher.staging import fsync_directory, fsync_file, recover_journals
+from fetcher.journal import recover_journals
+from fetcher.staging import fsync_directory, fsync_file
 from fetcher.store import Archive
 from fetcher.store.local import STATE_DIR, now_iso
 from fetcher.store.manifest import Manifest, Record
@@ -58,7 +59,8 @@ def verify_archive(archive: Archive, *, repair: bool = False) -> list[Problem]:
                            "files by their tags")
     problems: list[Problem] = []
     with archive.lock(), Manifest.open(archive.manifest_path, create=False) as manifest:
-        recover_journals(archive.journal_dir)  # an interrupted re-tag is undone first
+        # An interrupted re-tag is undone first.
+        recover_journals(archive.journal_dir, root=archive.root)
         damaged: list[tuple[Record, str]] = []
         for record in manifest.iter_archived():
             problem = _check(archive, record)
@@ -147,7 +149,7 @@ def rebuild_manifest(archive: Archive) -> int:
     """
     archive.prepare()
     with archive.lock():
-        recover_journals(archive.journal_dir)
+        recover_journals(archive.journal_dir, root=archive.root)
         records = [r for p in _archived_files(archive) if (r := _record_from_file(archive, p))]
         seen: set[str] = set()
         unique = []

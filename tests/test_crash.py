@@ -158,3 +158,84 @@ def test_kill_at_random_moments(corpus: Corpus, seed: int) -> None:
     assert sync(config).returncode == 0
     assert assert_every_final_file_is_whole(corpus) == 5
     assert verify(config).returncode == 0
+
+
+BIG_TITLE = "A title far longer than the padding of the tag " * 300  # about 14 KB
+
+
+@pytest.mark.parametrize("point", ["retag-rewriting", "retag-rewritten"])
+def test_kill_during_a_tag_rewrite_downloads_nothing_again(corpus: Corpus, point: str) -> None:
+    config = corpus.config()
+    assert sync(config).returncode == 0
+    corpus.edit(SEED_GUID, title=BIG_TITLE)  # outgrows the padding: the file is rewritten
+    killed = sync(config, point)
+    assert killed.returncode == -signal.SIGKILL
+    assert_every_final_file_is_whole(corpus)
+    corpus.server.reset_stats()
+    rerun = sync(config)
+    assert rerun.returncode == 0, rerun.stderr
+    assert corpus.audio_requests() == []
+    seed = next(corpus.archive.rglob("0603 - *.mp3"))
+    assert str(ID3(seed)["TIT2"]) == BIG_TITLE.strip()  # titles are trimmed
+    assert not list((corpus.archive / ".fetcher" / "journal").glob("*"))
+    assert verify(config).returncode == 0
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_kills_over_retags_fetch_no_archived_audio_again(
+    corpus: Corpus, seed: int
+) -> None:
+    """Re-tags (in place and rewrites) and downloads killed at random moments: audio
+    that was archived once is never fetched again."""
+    rng = random.Random(seed)
+    config = corpus.config()
+    assert sync(config).returncode == 0
+    archived = set(corpus.audio)
+    corpus.server.reset_stats()
+    for round_ in range(4):
+        for guid in corpus.audio:
+            title = BIG_TITLE if rng.random() < 0.5 else f"Round {round_} {rng.random()}"
+            corpus.edit(guid, title=title)
+        process = subprocess.Popen([sys.executable, "-m", "fetcher", "sync", "-c",
+                                    str(config), "-q"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.05, 0.6))
+        process.kill()
+        process.wait(timeout=30)
+        assert_every_final_file_is_whole(corpus)
+    assert sync(config).returncode == 0
+    refetched = [e for e in corpus.server.log
+                 if e.path.startswith("/audio/") and e.path[7:-4] in archived]
+    assert sum(e.sent for e in refetched) == 0 and refetched == []
+    assert assert_every_final_file_is_whole(corpus) == 5
+    assert verify(config).returncode == 0
+
+
+def test_a_deleted_manifest_is_refused_then_rebuilt_without_downloads(corpus: Corpus) -> None:
+    config = corpus.config()
+    assert sync(config).returncode == 0
+    for path in (corpus.archive / ".fetcher").glob("manifest.sqlite3*"):
+        path.unlink()
+    refused = sync(config)
+    assert refused.returncode == 2 and "verify --rebuild" in refused.stderr
+    assert subprocess.run([sys.executable, "-m", "fetcher", "verify", "-c", str(config),
+                           "--rebuild"], capture_output=True, timeout=120).returncode == 0
+    corpus.server.reset_stats()
+    assert sync(config).returncode == 0
+    assert corpus.audio_requests() == []
+    assert verify(config).returncode == 0
+
+
+def test_a_lost_state_directory_is_rebuilt_from_the_files_tags(corpus: Corpus) -> None:
+    import shutil
+
+    config = corpus.config()
+    assert sync(config).returncode == 0
+    shutil.rmtree(corpus.archive / ".fetcher")
+    plain = verify(config)
+    assert plain.returncode == 2 and "verify --rebuild" in plain.stderr
+    assert subprocess.run([sys.executable, "-m", "fetcher", "verify", "-c", str(config),
+                           "--rebuild"], capture_output=True, timeout=120).returncode == 0
+    corpus.server.reset_stats()
+    assert sync(config).returncode == 0
+    assert corpus.audio_requests() == []

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
+import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,7 @@ from support.mp3factory import id3v1_tag, id3v2_tag, mp3_bytes, text_frame_v23
 from fetcher.audio import id3v2_size, payload_sha256
 from fetcher.errors import (
     DownloadError,
+    HostUnreachableError,
     HTTPStatusError,
     IncompleteDownloadError,
     NotAudioError,
@@ -372,3 +376,91 @@ def fetch_reserved(server: TestServer, path: str, partial: Path, reserve: int,
             )
 
     return asyncio.run(run())
+
+
+# --- which hosts count as unreachable, redirects, long Retry-After -------------------
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def fetch_many(requests: list[DownloadRequest],
+               settings: DownloadSettings = FAST) -> list[Downloaded | BaseException]:
+    async def run() -> list[Downloaded | BaseException]:
+        results: list[Downloaded | BaseException] = []
+        async with Downloader(settings) as downloader:
+            for request in requests:  # in turn: each one sees what the last one learnt
+                try:
+                    results.append(await downloader.fetch(request))
+                except Exception as error:
+                    results.append(error)
+        return results
+
+    return asyncio.run(run())
+
+
+def test_a_dead_port_does_not_block_another_port_of_the_same_host(
+    server: TestServer, tmp_path: Path
+) -> None:
+    server.add("/a.mp3", body=AUDIO)
+    dead = f"http://127.0.0.1:{closed_port()}/x.mp3"
+    first, again, alive = fetch_many([
+        DownloadRequest("dead", dead, tmp_path / "1.part", reserve=4096),
+        DownloadRequest("dead-again", dead, tmp_path / "2.part", reserve=4096),
+        DownloadRequest("alive", server.url("/a.mp3"), tmp_path / "3.part", len(AUDIO)),
+    ])
+    assert isinstance(first, IncompleteDownloadError) and "cannot connect" in str(first)
+    assert isinstance(again, HostUnreachableError)
+    assert isinstance(alive, Downloaded) and alive.size == len(AUDIO)
+    # Nothing arrived for the dead ones: no reserve-sized partial file stays behind.
+    assert not (tmp_path / "1.part").exists() and not (tmp_path / "2.part").exists()
+
+
+def test_an_unreachable_redirect_target_does_not_mark_the_redirector(
+    server: TestServer, tmp_path: Path
+) -> None:
+    dead = f"http://127.0.0.1:{closed_port()}/x.mp3"
+    server.add("/hop.mp3", redirect_to=dead)
+    server.add("/a.mp3", body=AUDIO)
+    hop, direct, alive = fetch_many([
+        DownloadRequest("hop", server.url("/hop.mp3"), tmp_path / "1.part"),
+        DownloadRequest("direct", dead, tmp_path / "2.part"),
+        DownloadRequest("alive", server.url("/a.mp3"), tmp_path / "3.part", len(AUDIO)),
+    ])
+    assert isinstance(hop, IncompleteDownloadError)
+    assert isinstance(direct, HostUnreachableError)  # the target was marked
+    assert isinstance(alive, Downloaded)  # the redirector was not
+
+
+def test_a_redirect_keeps_its_connection(server: TestServer, partial: Path) -> None:
+    server.add("/hop.mp3", redirect_to="/a.mp3")
+    server.add("/a.mp3", body=AUDIO)
+    fetch(server, "/hop.mp3", partial, expected=len(AUDIO))
+    hop, = server.requests_to("/hop.mp3")
+    target, = server.requests_to("/a.mp3")
+    assert hop.connection == target.connection
+
+
+def test_a_day_long_retry_after_ends_the_retries_at_once(
+    server: TestServer, partial: Path
+) -> None:
+    server.add("/busy.mp3", body=AUDIO, statuses=[503] * 5, retry_after="86400")
+    settings = dataclasses.replace(FAST, max_retry_wait=5.0)
+    started = time.monotonic()
+    with pytest.raises(DownloadError) as caught:
+        fetch(server, "/busy.mp3", partial, settings=settings)
+    assert time.monotonic() - started < 5
+    assert "retry after 86400 s" in str(caught.value) and "max_retry_wait" in str(caught.value)
+    assert len(server.requests_to("/busy.mp3")) == 1
+
+
+def test_retry_after_waits_add_up_to_the_bound(server: TestServer, partial: Path) -> None:
+    server.add("/busy.mp3", body=AUDIO, statuses=[503] * 3, retry_after="1")
+    settings = dataclasses.replace(FAST, max_retry_wait=1.5, retries=5)
+    with pytest.raises(DownloadError) as caught:
+        fetch(server, "/busy.mp3", partial, settings=settings)
+    assert "more than the 2 s allowed" in str(caught.value)  # 1 s waited, 0.5 s left
+    assert len(server.requests_to("/busy.mp3")) == 2

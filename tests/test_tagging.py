@@ -15,10 +15,10 @@ from support.mp3factory import FRAME_MS, id3v1_tag, id3v2_tag, mp3_bytes, text_f
 from support.probe import ffprobe, ffprobe_chapters
 
 from fetcher.audio import id3v2_size, measure_duration_ms, payload_sha256
+from fetcher.journal import recover_journals, write_journal
 from fetcher.model import Chapter, Episode
 from fetcher.settings import TagSettings
 from fetcher.sources.documents import read_document
-from fetcher.staging import recover_journals, write_journal
 from fetcher.tagging.frames import PADDING
 from fetcher.tagging.spec import tag_fingerprint
 from fetcher.tagging.writer import Tagged, write_tags
@@ -282,7 +282,7 @@ def test_interrupted_in_place_write_is_rolled_back(tmp_path: Path) -> None:
     finally:
         writer._overwrite_in_place = original  # type: ignore[assignment]
     assert path.read_bytes() != good
-    assert recover_journals(journal) == [path.resolve()]
+    assert recover_journals(journal, root=tmp_path) == [path.resolve()]
     assert path.read_bytes() == good
     assert list(journal.iterdir()) == []
 

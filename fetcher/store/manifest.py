@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
@@ -34,13 +35,23 @@ def is_disk_full(exc: BaseException) -> bool:
     return False
 
 
+def _no_space_left(path: Path) -> bool:
+    """True when the manifest's filesystem has no block left (SQLite then often reports
+    a plain I/O error instead of SQLITE_FULL)."""
+    try:
+        stats = os.statvfs(path.parent)
+    except OSError:
+        return False
+    return stats.f_bavail * stats.f_frsize < 64 * 1024
+
+
 @contextlib.contextmanager
 def translated(path: Path, doing: str) -> Iterator[None]:
     """The one place sqlite3's errors become ManifestErrors (cause kept)."""
     try:
         yield
     except sqlite3.Error as exc:
-        if is_disk_full(exc):
+        if is_disk_full(exc) or _no_space_left(path):
             raise ManifestError(
                 f"{path}: disk full while {doing}; nothing was changed: free some space "
                 "and run again"
@@ -137,6 +148,8 @@ class Manifest:
                 manifest._check_version()  # before anything writes to a foreign file
                 connection.execute("PRAGMA journal_mode=WAL")
                 connection.execute("PRAGMA synchronous=FULL")
+                # Deleted or replaced content (a token in an old row) is zeroed on disk.
+                connection.execute("PRAGMA secure_delete=ON")
                 manifest._migrate()
             except BaseException:
                 connection.close()
@@ -283,6 +296,8 @@ class Manifest:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            # The old rows' pages also live in the write-ahead log until it is emptied.
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return len(rows)
 
     def delete(self, guid: str) -> None:

@@ -23,15 +23,10 @@ from mutagen.id3 import ID3, ID3NoHeaderError
 from fetcher.audio import ID3V1_SIZE, id3v2_size
 from fetcher.errors import TagError
 from fetcher.failpoints import failpoint
+from fetcher.journal import TEMP_SUFFIX, finish_journal, journal_name, write_journal
 from fetcher.model import Episode
 from fetcher.settings import TagSettings
-from fetcher.staging import (
-    TEMP_SUFFIX,
-    finish_journal,
-    fsync_directory,
-    journal_name,
-    write_journal,
-)
+from fetcher.staging import fsync_directory
 from fetcher.tagging.frames import (
     chapter_frames,
     encode_frames,

@@ -71,6 +71,8 @@ class Logged:
     headers: dict[str, str]
     status: int = 0
     sent: int = 0
+    #: The client's port: requests with the same one came over one connection.
+    connection: int = 0
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -87,7 +89,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
-        entry = Logged(path, "GET", {k.lower(): v for k, v in self.headers.items()})
+        entry = Logged(path, "GET", {k.lower(): v for k, v in self.headers.items()},
+                       connection=self.client_address[1])
         with self.server.lock:
             self.server.log.append(entry)
             route = self.server.routes.get(path)

@@ -1,0 +1,120 @@
+"""The journal that makes in-place tag writes on archived files crash-safe.
+
+Before a tag is written over an archived file's old one, the bytes it overwrites are
+saved in ``.fetcher/journal/`` (:func:`write_journal`); a run that starts, or a verify,
+rolls back whatever a crash interrupted (:func:`recover_journals`). A tag rewrite's
+temporary file also lives there and is removed at the next start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+from fetcher.audio import ID3V1_SIZE
+from fetcher.errors import ArchiveError
+from fetcher.staging import open_nofollow, read_state, write_atomic
+
+log = logging.getLogger(__name__)
+
+
+
+#: The ending of a tag rewrite's temporary file.
+TEMP_SUFFIX = ".tagging"
+
+
+def journal_name(path: Path) -> str:
+    """The stem of the journal files that belong to *path*."""
+    return hashlib.sha1(str(path.resolve()).encode()).hexdigest()
+
+
+def _check_inside(target: Path, root: Path) -> None:
+    """Raise ArchiveError unless *target* lies inside *root* with no link on the way."""
+    try:
+        parts = target.relative_to(root.resolve()).parts
+    except ValueError:
+        raise ArchiveError(f"{target}: outside the archive; journal refused") from None
+    current = root.resolve()
+    for part in parts:
+        if part in ("", ".", ".."):
+            raise ArchiveError(f"{target}: outside the archive; journal refused")
+        current = current / part
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISLNK(os.lstat(current).st_mode):
+                raise ArchiveError(f"{current}: is a symbolic link; journal refused")
+
+
+def write_journal(journal_dir: Path, path: Path, length: int) -> Path:
+    """Save the first *length* bytes of *path* (and its last 128) before they change."""
+    journal_dir.mkdir(parents=True, exist_ok=True)
+    name = journal_name(path)
+    record = journal_dir / f"{name}.json"
+    saved = journal_dir / f"{name}.bytes"
+    size = path.stat().st_size
+    with path.open("rb") as file:
+        old = file.read(length)
+        if size >= ID3V1_SIZE:
+            file.seek(-ID3V1_SIZE, os.SEEK_END)
+            old_tail = file.read()
+        else:
+            old_tail = b""
+    write_atomic(saved, old + old_tail)
+    info = {"path": str(path.resolve()), "head": len(old), "size": size}
+    write_atomic(record, json.dumps(info).encode(), sync_directory=True)
+    return record
+
+
+def finish_journal(record: Path) -> None:
+    record.unlink()
+    record.with_suffix(".bytes").unlink(missing_ok=True)
+
+
+def recover_journals(journal_dir: Path, *, root: Path) -> list[Path]:
+    """Undo in-place tag writes that a crash interrupted; returns the files restored.
+
+    A journal may only restore a file inside *root* reached without a symbolic link:
+    a record planted to name a file elsewhere is refused and removed.
+    """
+    restored: list[Path] = []
+    if not journal_dir.is_dir():
+        return restored
+    for leftover in sorted(journal_dir.glob(f"*{TEMP_SUFFIX}")):
+        # A tag rewrite killed before its rename: the archived file is still whole.
+        leftover.unlink(missing_ok=True)
+        log.info("%s: removed what an interrupted tag rewrite left", leftover.name)
+    for record in sorted(journal_dir.glob("*.json")):
+        saved = record.with_suffix(".bytes")
+        try:
+            info: dict[str, Any] = json.loads(read_state(record))
+            data = read_state(saved, limit=1 << 30)
+            target = Path(info["path"])
+            head, size = int(info["head"]), int(info["size"])
+            _check_inside(target, root)
+            if target.exists():
+                fd = open_nofollow(target, os.O_RDWR, one_link=False)
+                with os.fdopen(fd, "r+b") as file:
+                    file.write(data[:head])
+                    tail = data[head:]
+                    if tail:
+                        file.seek(size - len(tail))
+                        file.write(tail)
+                    file.truncate(size)
+                    file.flush()
+                    os.fsync(file.fileno())
+                restored.append(target)
+                log.warning("%s: an interrupted re-tag was rolled back", target)
+        except ArchiveError as exc:
+            log.error("%s: %s", record.name, exc)  # hostile or stale: never applied
+        except (OSError, ValueError, KeyError) as exc:
+            log.error("%s: cannot roll back an interrupted re-tag: %s", record, exc)
+            continue
+        record.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            saved.unlink()
+    return restored
