@@ -34,8 +34,15 @@ from fetcher.events import (
 )
 from fetcher.model import Chapter, Episode, Skipped, Transcript
 from fetcher.plan import Action, Plan, Step, build_plan
-from fetcher.settings import DownloadSettings, TagSettings
-from fetcher.sources import Entry, Loaded, load_episodes, read_sources
+from fetcher.settings import DownloadSettings, FeedSettings, TagSettings
+from fetcher.sources import (
+    Entry,
+    Loaded,
+    ReadOptions,
+    SourceReport,
+    load_episodes,
+    read_sources,
+)
 from fetcher.store import Archive, Store
 from fetcher.store.manifest import Record
 from fetcher.sync import SyncReport, run, sync
@@ -59,6 +66,7 @@ __all__ = [
     "Event",
     "EventSink",
     "Failed",
+    "FeedSettings",
     "FetcherError",
     "Finished",
     "Loaded",
@@ -66,11 +74,13 @@ __all__ = [
     "Outcome",
     "Plan",
     "Problem",
+    "ReadOptions",
     "Record",
     "Restarted",
     "Retrying",
     "Skipped",
     "SourceError",
+    "SourceReport",
     "SourcesConfig",
     "Started",
     "Status",

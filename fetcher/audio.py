@@ -96,8 +96,51 @@ def parse_frame_header(data: bytes | memoryview, pos: int = 0) -> FrameHeader | 
 
 
 def looks_like_audio(head: bytes) -> bool:
-    """True when *head* starts with an ID3v2 header or an MPEG audio frame header."""
-    return id3v2_size(head) is not None or parse_frame_header(head) is not None
+    """True when *head* starts like an audio file fetcher archives (see audio_kind)."""
+    return audio_kind(head) is not None
+
+
+#: File name endings by audio kind.
+EXTENSIONS = {"mp3": "mp3", "mp4": "m4a", "ogg": "ogg", "opus": "opus", "flac": "flac",
+              "wav": "wav", "aac": "aac"}
+
+
+def audio_kind(head: bytes) -> str | None:
+    """``mp3`` (an ID3v2 tag or an MPEG audio frame), ``mp4`` (an ISO media file: M4A,
+    AAC in MP4), ``ogg`` / ``opus`` (an Ogg stream), ``flac``, ``wav``, ``aac`` (ADTS),
+    or None."""
+    if id3v2_size(head) is not None or parse_frame_header(head) is not None:
+        return "mp3"
+    if head[4:8] == b"ftyp":
+        return "mp4"
+    if head.startswith(b"OggS"):
+        return "opus" if b"OpusHead" in head else "ogg"
+    if head.startswith(b"fLaC"):
+        return "flac"
+    if head.startswith(b"RIFF") and head[8:12] == b"WAVE":
+        return "wav"
+    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xF6 == 0xF0:
+        return "aac"
+    return None
+
+
+def kind_for(media_type: str | None, url: str) -> str:
+    """The audio kind a download is expected to be, from its type or URL (MP3 when
+    nothing says otherwise); the first bytes decide in the end."""
+    media_type = (media_type or "").lower()
+    path = url.split("?", 1)[0].lower()
+    if "mp4" in media_type or "m4a" in media_type or "aac" in media_type \
+            or path.endswith((".m4a", ".mp4", ".aac", ".m4b")):
+        return "mp4"
+    if "opus" in media_type or path.endswith(".opus"):
+        return "opus"
+    if "ogg" in media_type or path.endswith((".ogg", ".oga")):
+        return "ogg"
+    if "flac" in media_type or path.endswith(".flac"):
+        return "flac"
+    if "wav" in media_type or path.endswith(".wav"):
+        return "wav"
+    return "mp3"
 
 
 def describe_head(head: bytes) -> str:

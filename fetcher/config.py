@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from fetcher.errors import ConfigError
-from fetcher.settings import DEFAULT_USER_AGENT, DownloadSettings, TagSettings
+from fetcher.model import Episode
+from fetcher.settings import DEFAULT_USER_AGENT, DownloadSettings, FeedSettings, TagSettings
 from fetcher.store.layout import DEFAULT_TEMPLATE, check_template
 
 T = TypeVar("T")
@@ -26,9 +27,33 @@ class ArchiveConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SourceConfig:
+    """One ``[[source]]`` table: a path or URL with settings of its own."""
+
+    name: str
+    #: The show's slug (its directory under the default templates).
+    show: str | None = None
+    #: The filename template for this source's episodes.
+    filename: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SourcesConfig:
     #: Paths (relative ones resolved against the config file's directory) and URLs.
     paths: tuple[str, ...] = ()
+    #: ``[[source]]`` tables.
+    entries: tuple[SourceConfig, ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every source named in the config, each once, in order."""
+        return tuple(dict.fromkeys([*self.paths, *(e.name for e in self.entries)]))
+
+    def for_source(self, name: str) -> SourceConfig | None:
+        for entry in self.entries:
+            if entry.name == name:
+                return entry
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +62,19 @@ class Config:
     sources: SourcesConfig = field(default_factory=SourcesConfig)
     download: DownloadSettings = field(default_factory=DownloadSettings)
     tags: TagSettings = field(default_factory=TagSettings)
+    feeds: FeedSettings = field(default_factory=FeedSettings)
+
+    def template_for_url(self, url: str) -> str:
+        entry = self.sources.for_source(url)
+        return entry.filename if entry is not None and entry.filename else self.feeds.filename
+
+    def template_for(self, episode: Episode) -> str:
+        """The filename template of *episode*: its source's, else the feeds' default for
+        feed episodes, else ``[archive] filename``."""
+        entry = self.sources.for_source(episode.source)
+        if entry is not None and entry.filename:
+            return entry.filename
+        return self.feeds.filename if episode.feed_url else self.archive.filename
 
 
 # Each key: (type check, converter, validator message or None).
@@ -84,6 +122,12 @@ SCHEMA: dict[str, dict[str, tuple[Check, str]]] = {
         "user_agent": (_string, "text"),
         "size_mismatch": (_choice("fail", "accept"), '"fail" or "accept"'),
         "max_retry_wait": (_number(0, 86400), "seconds from 0 to 86400"),
+        "allow_private_addresses": (_boolean, "true or false"),
+    },
+    "feeds": {
+        "max_pages": (_int(1, 100_000), "a whole number from 1 to 100000"),
+        "media": (_choice("audio", "any"), '"audio" or "any"'),
+        "filename": (_string, "a filename template"),
     },
     "tags": {
         "id3_version": (_choice(3, 4), "3 or 4"),
@@ -111,7 +155,12 @@ def load_config(path: Path | None) -> Config:
     return parse_config(data, base=path.parent, path=path)
 
 
+SOURCE_KEYS = {"path": _string, "url": _string, "show": _string, "filename": _string}
+
+
 def parse_config(data: Mapping[str, Any], *, base: Path, path: Path | None = None) -> Config:
+    data = dict(data)
+    entries = _source_tables(data.pop("source", []), base, path)
     for section, values in data.items():
         if section not in SCHEMA:
             raise ConfigError(f"unknown section (known: {', '.join(SCHEMA)})", key=section,
@@ -139,8 +188,13 @@ def parse_config(data: Mapping[str, Any], *, base: Path, path: Path | None = Non
     if not str(archive.get("dir", "archive")).strip():
         raise ConfigError("must not be empty", key="archive.dir", path=path)
     sources = SourcesConfig(
-        tuple(_source(base, p) for p in data.get("sources", {}).get("paths", []))
+        tuple(_source(base, p) for p in data.get("sources", {}).get("paths", [])), entries
     )
+    feeds = _fill(FeedSettings(), data.get("feeds", {}))
+    try:
+        check_template(feeds.filename)
+    except ValueError as exc:
+        raise ConfigError(str(exc), key="feeds.filename", path=path) from None
     download = _fill(DownloadSettings(), data.get("download", {}))
     if not download.user_agent.strip():
         download = replace(download, user_agent=DEFAULT_USER_AGENT)
@@ -148,7 +202,39 @@ def parse_config(data: Mapping[str, Any], *, base: Path, path: Path | None = Non
     if tags_data.get("image_base_url") == "":
         tags_data["image_base_url"] = None
     tags = _fill(TagSettings(), tags_data)
-    return Config(archive_config, sources, download, tags)
+    return Config(archive_config, sources, download, tags, feeds)
+
+
+def _source_tables(tables: Any, base: Path, path: Path | None) -> tuple[SourceConfig, ...]:
+    if not isinstance(tables, list):
+        raise ConfigError("must be an array of tables ([[source]])", key="source", path=path)
+    entries = []
+    for index, table in enumerate(tables, 1):
+        where = f"source.{index}"
+        if not isinstance(table, dict):
+            raise ConfigError("must be a table", key=where, path=path)
+        for key, value in table.items():
+            check = SOURCE_KEYS.get(key)
+            if check is None:
+                raise ConfigError(f"unknown key (known: {', '.join(SOURCE_KEYS)})",
+                                  key=f"{where}.{key}", path=path)
+            if not check(value) or not value.strip():
+                raise ConfigError(f"must be text, not {value!r}", key=f"{where}.{key}",
+                                  path=path)
+        if ("path" in table) == ("url" in table):
+            raise ConfigError("needs exactly one of path or url", key=where, path=path)
+        url = table.get("url")
+        if url is not None and not url.lower().startswith(("http://", "https://")):
+            raise ConfigError(f"must be an http(s) URL, not {url!r}", key=f"{where}.url",
+                              path=path)
+        if "filename" in table:
+            try:
+                check_template(table["filename"])
+            except ValueError as exc:
+                raise ConfigError(str(exc), key=f"{where}.filename", path=path) from None
+        name = url if url is not None else _source(base, table["path"])
+        entries.append(SourceConfig(name, table.get("show"), table.get("filename")))
+    return tuple(entries)
 
 
 def _source(base: Path, value: str) -> str:

@@ -45,6 +45,23 @@ class Transcript:
 
 
 @dataclass(frozen=True, slots=True)
+class Person:
+    """A ``podcast:person``: a name with a role (``host``, ``guest``, ...)."""
+
+    name: str
+    role: str = "host"
+    group: str = "cast"
+    href: str | None = None
+    img: str | None = None
+
+
+#: How far a source's URLs are trusted (see :mod:`fetcher.net.guard`).
+#: ``own``: what the user pointed at (local files, documents); ``remote``: supplied by a
+#: feed fetched from a public address; ``remote-private``: by one on a private address.
+Trust = str
+
+
+@dataclass(frozen=True, slots=True)
 class Episode:
     """One podcast episode, independent of the format it was read from."""
 
@@ -56,7 +73,8 @@ class Episode:
     audio_url: str
     #: Where the episode was read: a document's path or a feed's URL.
     source: str
-    episode: int | None = None
+    #: A number, or the publisher's text when it is not one (``p01``, ``12.5``).
+    episode: int | str | None = None
     episode_padded: str = ""
     description: str = ""
     show_notes: str = ""
@@ -69,6 +87,23 @@ class Episode:
     declared_duration_s: float | None = None
     transcripts: tuple[Transcript, ...] = ()
     chapters: tuple[Chapter, ...] = field(default=())
+    #: Where the chapters come from: ``document``, ``podcast:chapters``, ``psc`` or None.
+    chapters_source: str | None = None
+    #: A Podcasting 2.0 chapters document fetched only when the episode needs work.
+    chapters_url: str | None = None
+    season: int | None = None
+    episode_display: str | None = None
+    persons: tuple[Person, ...] = ()
+    #: The enclosure's media type as the source declared it (``audio/mpeg``, ...).
+    audio_type: str | None = None
+    #: ``expected_bytes`` is only a hint (a feed's ``length``), not a promise.
+    size_is_hint: bool = False
+    #: The feed the episode was read from, for the WFED frame.
+    feed_url: str | None = None
+    #: Podcasting 2.0 elements present (``locked``, ``block``, ``value``, ...): recorded,
+    #: never a reason to skip.
+    flags: tuple[str, ...] = ()
+    trust: Trust = "own"
 
     @property
     def label(self) -> str:
@@ -76,6 +111,22 @@ class Episode:
         if self.episode is not None:
             return f"{self.show_slug} #{self.episode}"
         return f"{self.show_slug} {self.guid}"
+
+
+@dataclass(slots=True)
+class FeedRecord:
+    """What is remembered of one feed between runs (keyed by the URL as configured)."""
+
+    url: str
+    final_url: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    status: str = "ok"
+    gone_at: str | None = None
+    #: Some episode of the feed was not archived last run: ask without validators.
+    incomplete: bool = False
+    fingerprint: str = ""
+    title: str = ""
 
 
 @dataclass(frozen=True, slots=True)

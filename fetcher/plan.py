@@ -72,11 +72,12 @@ def build_plan(
     entries: Iterable[Episode | Skipped | SourceError],
     records: Mapping[str, Record],
     archive: Store,
-    template: str,
+    template: str | Callable[[Episode], str],
     tag_settings: TagSettings,
     *,
     stat: StatFn = stat_or_none,
 ) -> Plan:
+    """What each entry needs; *template* names files (or chooses a template per episode)."""
     entries = list(entries)
     url_hash = archive.url_hasher()
     taken: dict[str, str] = {r.path: r.guid for r in records.values() if r.path is not None}
@@ -92,8 +93,9 @@ def build_plan(
     return Plan(tuple(steps))
 
 
-def _assign_path(episode: Episode, template: str, taken: dict[str, str]) -> PurePosixPath:
-    path = render_path(template, episode)
+def _assign_path(episode: Episode, template: str | Callable[[Episode], str],
+                 taken: dict[str, str]) -> PurePosixPath:
+    path = render_path(template if isinstance(template, str) else template(episode), episode)
     owner = taken.get(str(path))
     if owner is not None and owner != episode.guid:
         path = with_suffix_for(path, episode.guid)
@@ -114,7 +116,7 @@ def _decide(
     episode: Episode,
     record: Record | None,
     archive: Store,
-    template: str,
+    template: str | Callable[[Episode], str],
     tag_settings: TagSettings,
     taken: dict[str, str],
     stat: StatFn,

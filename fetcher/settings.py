@@ -31,6 +31,22 @@ class DownloadSettings:
     #: The longest one request may wait between its retries, all waits added up
     #: (a ``Retry-After: 86400`` ends the retries instead of stalling the run).
     max_retry_wait: float = 600.0
+    #: Let URLs that a public feed supplies reach loopback and private addresses.
+    allow_private_addresses: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSettings:
+    #: Pages of a paged or archived feed (RFC 5005) followed at most.
+    max_pages: int = 500
+    #: ``audio``: video enclosures are skipped with a reason; ``any``: archived too.
+    media: Literal["audio", "any"] = "audio"
+    #: The filename template for feed episodes (documents use ``[archive] filename``).
+    filename: str = "{show_slug}/{date:%Y-%m-%d} - {title}.{ext}"
+    #: Chapters and transcripts larger than this are refused.
+    max_document_bytes: int = 16 * 1024 * 1024
+    #: Feeds (one page) larger than this are refused.
+    max_feed_bytes: int = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ loop; :func:`sync` runs it in a new loop. Both raise only for run-wide errors
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,7 +21,8 @@ from fetcher.events import EventSink, Outcome, Status, ignore
 from fetcher.journal import recover_journals
 from fetcher.pipeline import Pipeline, static_outcome
 from fetcher.plan import Action, Plan, build_plan
-from fetcher.sources import read_sources
+from fetcher.sources import ReadOptions, SourceReport, read_sources
+from fetcher.sources.feeds import FeedStates
 from fetcher.store import Archive, Store
 from fetcher.store.manifest import Manifest
 
@@ -33,6 +35,8 @@ class SyncReport:
     outcomes: tuple[Outcome, ...]
     interrupted: bool = False
     dry_run: bool = False
+    #: How reading each source went (feeds: ok, not_modified, moved, gone, error).
+    sources: tuple[SourceReport, ...] = ()
 
     def count(self, status: Status) -> int:
         return sum(1 for o in self.outcomes if o.status is status)
@@ -69,7 +73,7 @@ async def run(
     the main thread's).
     """
     archive = Archive(config.archive.dir)
-    names: list[str | Path] = list(sources) if sources else list(config.sources.paths)
+    names: list[str | Path] = list(sources) if sources else list(config.sources.names)
     if dry_run:
         return await _dry_run(config, archive, names)
     if not archive.manifest_path.exists() and archive.holds_files():
@@ -85,12 +89,31 @@ async def run(
             hasher = archive.url_hasher()
             if hasher is not None and manifest.seal_urls(hasher):
                 log.info("the manifest no longer holds full audio URLs (tokens redacted)")
-            loaded = await read_sources(names)
+            loaded = await read_sources(names, read_options(config, manifest))
             plan = build_plan(loaded.entries, manifest.records(), archive,
-                              config.archive.filename, config.tags)
+                              config.template_for, config.tags)
             pipeline = Pipeline(config, archive, manifest, on_event)
             outcomes, interrupted = await pipeline.run(plan, handle_signals)
-    return SyncReport(plan, tuple(outcomes), interrupted)
+            manifest.mark_feeds_incomplete(
+                {o.episode.feed_url for o in outcomes
+                 if o.status is Status.FAILED and o.episode and o.episode.feed_url}
+            )
+    return SyncReport(plan, tuple(outcomes), interrupted, sources=tuple(loaded.sources))
+
+
+def read_options(config: Config, states: FeedStates | None) -> ReadOptions:
+    """How a run reads its sources under *config* (*states*: what is remembered of feeds
+    between runs; None reads every feed in full and remembers nothing)."""
+    tag_settings = repr(config.tags) + repr(config.feeds)
+
+    def fingerprint(url: str) -> str:
+        entry = config.sources.for_source(url)
+        text = tag_settings + repr(entry) + config.template_for_url(url)
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+    slugs = {e.name: e.show for e in config.sources.entries if e.show}
+    return ReadOptions(download=config.download, feeds=config.feeds, states=states,
+                       fingerprint=fingerprint, show_slugs=slugs)
 
 
 async def _dry_run(config: Config, archive: Store, names: list[str | Path]) -> SyncReport:
@@ -100,8 +123,8 @@ async def _dry_run(config: Config, archive: Store, names: list[str | Path]) -> S
     finally:
         if manifest is not None:
             manifest.close()
-    loaded = await read_sources(names)
-    plan = build_plan(loaded.entries, records, archive, config.archive.filename, config.tags)
+    loaded = await read_sources(names, read_options(config, None))
+    plan = build_plan(loaded.entries, records, archive, config.template_for, config.tags)
     return SyncReport(plan, tuple(static_outcome(step) for step in plan.steps
                                   if step.action not in (Action.DOWNLOAD, Action.RETAG)),
-                      dry_run=True)
+                      dry_run=True, sources=tuple(loaded.sources))

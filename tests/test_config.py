@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from fetcher.config import SCHEMA, Config, load_config, parse_config
+from fetcher.settings import FeedSettings
 from fetcher.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.toml"
@@ -22,7 +23,9 @@ def test_example_parses_and_matches_the_defaults_except_sources() -> None:
                                   image_base_url="https://www.jupiterbroadcasting.com/")
     assert config.archive.filename == defaults.archive.filename
     assert config.archive.dir == EXAMPLE.parent / "archive"
-    assert config.sources.paths == (str(EXAMPLE.parent / "../shared/episodes/linux-unplugged"),)
+    assert config.sources.paths == (str(EXAMPLE.parent / "examples/episodes"),)
+    assert [e.name for e in config.sources.entries] == ["https://feeds.podcastindex.org/pc20.xml"]
+    assert config.feeds == FeedSettings()
 
 
 def test_example_mentions_every_key() -> None:

@@ -69,6 +69,10 @@ class DownloadRequest:
     reserve: int = 0
     #: Stands for the URL in the sidecar (default: its SHA-256); never the URL itself.
     url_id: str = ""
+    #: How far the URL is trusted (see :mod:`fetcher.net.guard`).
+    trust: str = "own"
+    #: ``expected_bytes`` is a hint (a feed's length): the server's total decides.
+    size_is_hint: bool = False
 
     @property
     def identity(self) -> str:
@@ -154,7 +158,7 @@ class Downloader(Http):
             headers["Range"] = f"bytes={offset}-"
             headers["If-Range"] = if_range
 
-        response = await self.open(request.key, request.url, headers)
+        response = await self.open(request.key, request.url, headers, trust=request.trust)
         try:
             total = await self._check_answer(request, response, sink, offset)
             offset = sink.size
@@ -216,6 +220,9 @@ class Downloader(Http):
         to raise once the first bytes are known to be audio when the server's announced
         size already contradicts the document."""
         expected = request.expected_bytes
+        if request.size_is_hint:
+            # A feed's length is wrong or 0 in many real feeds: the server decides.
+            return (announced if announced is not None else self.settings.max_bytes), None
         if expected is not None and announced is not None and announced != expected:
             if self.settings.size_mismatch == "fail":
                 return announced, SizeMismatchError(
@@ -314,7 +321,11 @@ class Downloader(Http):
         self._sniff(request, await asyncio.to_thread(sink.head, 16))
         expected = request.expected_bytes
         discrepancy = False
-        if expected is not None and received != expected:
+        if expected is not None and received != expected and request.size_is_hint:
+            log.info("%s: the feed gives %d bytes, the server sent %d (recorded)",
+                     request.key, expected, received)
+            discrepancy = True
+        elif expected is not None and received != expected:
             if self.settings.size_mismatch == "fail":
                 raise SizeMismatchError(expected, received, episode=request.key)
             log.warning("%s: size differs from the document: expected %d bytes, received %d",

@@ -32,6 +32,7 @@ from fetcher.errors import (
     redact_url,
 )
 from fetcher.events import EventSink, Retrying, ignore
+from fetcher.net import guard
 from fetcher.net.reads import larger_socket_reads
 from fetcher.settings import DownloadSettings
 
@@ -40,6 +41,8 @@ T = TypeVar("T")
 
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+#: Answers a small fetch hands back for its caller to judge (a feed that is gone).
+PASSED_STATUSES = (410,)
 #: Response headers larger than this are a flood, not a podcast host.
 MAX_HEADER_BYTES = 64 * 1024
 #: A redirect's body is read (so that the connection can be kept) up to this size.
@@ -234,11 +237,14 @@ class Http:
 
     async def open(self, key: str, start_url: str,
                    headers: Mapping[str, str] | None = None,
-                   hops: list[tuple[int, str]] | None = None) -> httpx.Response:
+                   hops: list[tuple[int, str]] | None = None, *,
+                   trust: str = "own") -> httpx.Response:
         """Send a GET, following redirects by hand; returns an open, streaming response.
 
-        Each redirect followed is appended to *hops* as (status, target URL). Raises
-        :class:`Transient` for what another attempt may cure.
+        Each redirect followed is appended to *hops* as (status, target URL). A URL a
+        remote feed supplied (*trust* other than ``own``) is checked at every hop
+        (:mod:`fetcher.net.guard`). Raises :class:`Transient` for what another attempt
+        may cure.
         """
         assert self._client is not None, "use Http as an async context manager"
         url = start_url
@@ -247,6 +253,8 @@ class Http:
             if known is not None:
                 raise HostUnreachableError(f"host unreachable earlier in this run ({known})",
                                            url=url, episode=key)
+            await guard.check(url, trust, allow_private=self.settings.allow_private_addresses,
+                              key=key)
             response = await self._send(key, url, dict(headers or {}))
             if response.status_code not in REDIRECT_STATUSES:
                 return response
@@ -318,29 +326,32 @@ class Http:
             await response.aclose()
 
     async def fetch_small(self, key: str, url: str, *, max_bytes: int,
-                          headers: Mapping[str, str] | None = None) -> bytes:
+                          headers: Mapping[str, str] | None = None,
+                          trust: str = "own") -> bytes:
         """A small resource (image, chapters, transcript) in memory, with the same
         redirect and retry rules as audio; larger than *max_bytes* is an error."""
-        small = await self.fetch_response(key, url, max_bytes=max_bytes, headers=headers)
+        small = await self.fetch_response(key, url, max_bytes=max_bytes, headers=headers,
+                                          trust=trust)
         if small.status != 200:
             raise HTTPStatusError(small.status, url=url, episode=key)
         return small.body
 
     async def fetch_response(self, key: str, url: str, *, max_bytes: int,
-                             headers: Mapping[str, str] | None = None) -> SmallResponse:
+                             headers: Mapping[str, str] | None = None,
+                             trust: str = "own") -> SmallResponse:
         """Like :meth:`fetch_small`, but a 200 or 304 is returned with its headers and
         the URL finally reached (for conditional requests and feed redirects)."""
         async with self.host_limit(url):
             return await self.retried(
-                key, lambda: self._read_small(key, url, max_bytes, headers or {})
+                key, lambda: self._read_small(key, url, max_bytes, headers or {}, trust)
             )
 
     async def _read_small(self, key: str, url: str, max_bytes: int,
-                          headers: Mapping[str, str]) -> SmallResponse:
+                          headers: Mapping[str, str], trust: str) -> SmallResponse:
         hops: list[tuple[int, str]] = []
-        response = await self.open(key, url, headers, hops)
+        response = await self.open(key, url, headers, hops, trust=trust)
         try:
-            if response.status_code not in (200, 304):
+            if response.status_code not in (200, 304, *PASSED_STATUSES):
                 raise status_error(key, response)
             data = bytearray()
             try:

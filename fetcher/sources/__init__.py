@@ -1,8 +1,10 @@
 """Sources turn what the user points at into episodes; they alone know formats.
 
 A source is named by a string: a local path (a file or a directory) or an ``http(s)``
-URL, read by the module of its format (today: episode documents). :func:`read_sources`
-reads them all asynchronously and returns one :class:`Loaded` entry per episode, skip
+URL. Its format is chosen by its content (each format scores a sniffed head, see
+:mod:`fetcher.sources.formats`), never its name: episode documents, RSS 2.0 and
+Atom-wrapped podcast feeds, OPML lists of feeds. :func:`read_sources` reads them all
+asynchronously and returns one :class:`Loaded` entry per episode, skip
 or error; :func:`load_episodes` is the same for code that runs no event loop. The same
 guid read twice yields one episode; the later copy is skipped with a reason naming the
 first.
@@ -11,15 +13,23 @@ first.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fetcher.errors import SourceError
 from fetcher.model import Episode, Skipped
+from fetcher.settings import DownloadSettings, FeedSettings
 from fetcher.sources import documents
+from fetcher.sources.atom import read_atom_page
+from fetcher.sources.feeds import FeedReader, FeedStates, SourceReport
+from fetcher.sources.formats import HEAD_BYTES, choose_format, describe, xml_kind
+from fetcher.sources.opml import read_opml
+from fetcher.sources.rss import read_feed_page
+from fetcher.sources.xmlsafe import NotXML, parse_xml
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +45,8 @@ class Loaded:
     """Everything read from the sources, in reading order."""
 
     entries: list[Entry] = field(default_factory=list)
+    #: How reading each source went.
+    sources: list[SourceReport] = field(default_factory=list)
 
     @property
     def episodes(self) -> list[Episode]:
@@ -85,8 +97,25 @@ def _suffix(name: str) -> str:
     return f".{ending.lower()}" if dot and stem else ""
 
 
+@dataclass(slots=True)
+class ReadOptions:
+    """How sources are read: the HTTP settings for feeds, what is remembered of them
+    between runs (None: nothing, as in a dry run), per-source show slugs."""
+
+    download: DownloadSettings = field(default_factory=DownloadSettings)
+    feeds: FeedSettings = field(default_factory=FeedSettings)
+    states: FeedStates | None = None
+    fingerprint: Callable[[str], str] = lambda url: ""
+    show_slugs: dict[str, str] = field(default_factory=dict)
+    retry_gone: bool = False
+
+
+def is_url(source: str | Path) -> bool:
+    return isinstance(source, str) and source.lower().startswith(("http://", "https://"))
+
+
 def read_local(source: str | Path) -> list[Entry]:
-    """Every entry of one local source (file or directory); never raises."""
+    """Every entry of one local path of episode documents; never raises."""
     path = Path(source)
     entries: list[Entry] = []
     try:
@@ -106,15 +135,123 @@ def read_local(source: str | Path) -> list[Entry]:
     return entries
 
 
-async def read_sources(sources: Sequence[str | Path]) -> Loaded:
-    """Read every source (blocking file work in threads); never raises for one bad one."""
-    results = [await asyncio.to_thread(read_local, source) for source in sources]
-    return _deduplicated(results)
+class _Reading:
+    """One run's reading: the HTTP client is made when the first feed needs it."""
+
+    def __init__(self, options: ReadOptions, stack: contextlib.AsyncExitStack):
+        self.options = options
+        self._stack = stack
+        self._reader: FeedReader | None = None
+        self._lock = asyncio.Lock()
+
+    async def feeds(self) -> FeedReader:
+        async with self._lock:
+            if self._reader is None:
+                from fetcher.net.http import Http
+
+                http = await self._stack.enter_async_context(Http(self.options.download))
+                self._reader = FeedReader(http, self.options.feeds, self.options.states,
+                                          self.options.fingerprint, self.options.show_slugs,
+                                          self.options.retry_gone)
+            return self._reader
+
+    async def read(self, name: str) -> tuple[list[Entry], list[SourceReport]]:
+        if is_url(name):
+            return await (await self.feeds()).read(name)
+        path = Path(name)
+        if not await asyncio.to_thread(path.is_file):
+            entries = await asyncio.to_thread(read_local, path)
+            return entries, [_documents_report(name, entries)]
+        try:
+            head = await asyncio.to_thread(_head, path)
+        except OSError as exc:
+            error = SourceError(path, f"cannot read: {exc.strerror or exc}")
+            return [error], [SourceReport(name, "unknown", "error", error=error.reason)]
+        kind = choose_format(head)
+        if kind == "documents":
+            entries = await asyncio.to_thread(read_local, path)
+            return entries, [_documents_report(name, entries)]
+        if kind == "xml":
+            return await self._read_xml_file(path, name)
+        error = SourceError(path, f"not an episode document, a feed or an OPML list: "
+                                  f"it is {describe(head)}")
+        return [error], [SourceReport(name, "unknown", "error", error=error.reason)]
+
+    async def _read_xml_file(self, path: Path,
+                             name: str) -> tuple[list[Entry], list[SourceReport]]:
+        report = SourceReport(name, "feed")
+        try:
+            data = await asyncio.to_thread(_read_limited, path, self.options.feeds.max_feed_bytes)
+            parsed = parse_xml(data)
+        except (OSError, NotXML) as exc:
+            error = SourceError(path, f"not a feed: {exc}")
+            report.status, report.error = "error", error.reason
+            return [error], [report]
+        kind = xml_kind(parsed.root)
+        if kind is None:
+            error = SourceError(path, f"not a feed: it is {describe(data, parsed.root)}")
+            report.status, report.error = "error", error.reason
+            return [error], [report]
+        if parsed.recovered:
+            log.warning("%s: the feed is not well-formed XML (%s); read in recovery mode",
+                        path, parsed.recovered)
+        if kind == "opml":
+            report.kind = "opml"
+            entries: list[Entry] = []
+            reports = [report]
+            for subscription in read_opml(parsed.root):
+                got, more = await self.read(subscription.url)
+                entries += got
+                reports += more
+            report.episodes = sum(isinstance(e, Episode) for e in entries)
+            return entries, reports
+        reader = read_atom_page if kind == "atom" else read_feed_page
+        page = reader(parsed.root, source=name, base_url="", trust="own",
+                      show_slug=self.options.show_slugs.get(name),
+                      media=self.options.feeds.media)
+        for warning in page.warnings:
+            log.warning("%s: %s", path, warning)
+        report.episodes = sum(isinstance(e, Episode) for e in page.entries)
+        return list(page.entries), [report]
 
 
-def load_episodes(sources: Iterable[str | Path]) -> Loaded:
-    """:func:`read_sources` for callers without an event loop."""
-    return _deduplicated([read_local(source) for source in sources])
+def _documents_report(name: str, entries: list[Entry]) -> SourceReport:
+    errors = [e for e in entries if isinstance(e, SourceError)]
+    lost = len(errors) == len(entries) and errors
+    return SourceReport(name, "documents", "error" if lost else "ok",
+                        episodes=sum(isinstance(e, Episode) for e in entries),
+                        error=str(errors[0]) if lost else None)
+
+
+def _head(path: Path) -> bytes:
+    with path.open("rb") as file:
+        return file.read(HEAD_BYTES)
+
+
+def _read_limited(path: Path, limit: int) -> bytes:
+    with path.open("rb") as file:
+        data = file.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(f"larger than the {limit}-byte limit")
+    return data
+
+
+async def read_sources(sources: Sequence[str | Path],
+                       options: ReadOptions | None = None) -> Loaded:
+    """Read every source, feeds concurrently; never raises for one bad source."""
+    options = options or ReadOptions()
+    async with contextlib.AsyncExitStack() as stack:
+        reading = _Reading(options, stack)
+        results = await asyncio.gather(*(reading.read(str(s)) for s in sources))
+    loaded = _deduplicated([entries for entries, _ in results])
+    loaded.sources = [report for _, reports in results for report in reports]
+    return loaded
+
+
+def load_episodes(sources: Iterable[str | Path],
+                  options: ReadOptions | None = None) -> Loaded:
+    """:func:`read_sources` for callers that run no event loop."""
+    return asyncio.run(read_sources(list(sources), options))
 
 
 def _deduplicated(results: Iterable[list[Entry]]) -> Loaded:
@@ -135,4 +272,5 @@ def _deduplicated(results: Iterable[list[Entry]]) -> Loaded:
     return loaded
 
 
-__all__ = ["Entry", "Loaded", "iter_documents", "load_episodes", "read_sources"]
+__all__ = ["Entry", "Loaded", "ReadOptions", "SourceReport", "iter_documents",
+           "load_episodes", "read_sources"]

@@ -13,6 +13,7 @@ from dataclasses import fields
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from fetcher.audio import EXTENSIONS, kind_for
 from fetcher.model import Episode
 
 DEFAULT_TEMPLATE = "{show_slug}/{episode_padded} - {title}.mp3"
@@ -21,7 +22,7 @@ _RESERVED = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f]')
 _WINDOWS_NAMES = re.compile(r"^(con|prn|aux|nul|com[1-9]|lpt[1-9])(\..*)?$", re.IGNORECASE)
 
 #: Fields a template may name besides the Episode's own.
-EXTRA_FIELDS = ("year", "guid_short")
+EXTRA_FIELDS = ("year", "guid_short", "ext")
 
 
 def template_fields() -> set[str]:
@@ -83,6 +84,7 @@ def episode_fields(episode: Episode) -> dict[str, Any]:
     values["episode"] = "" if episode.episode is None else episode.episode
     values["year"] = f"{episode.date:%Y}"
     values["guid_short"] = hashlib.sha1(episode.guid.encode()).hexdigest()[:8]
+    values["ext"] = EXTENSIONS[kind_for(episode.audio_type, episode.audio_url)]
     return values
 
 

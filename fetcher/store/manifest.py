@@ -11,11 +11,13 @@ import contextlib
 import errno
 import os
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, fields
+from datetime import datetime
 from pathlib import Path
 
 from fetcher.errors import ManifestError, redact_url
+from fetcher.model import FeedRecord
 
 APPLICATION_ID = 0x46455443  # "FETC"
 _SQLITE_FULL = 13
@@ -92,6 +94,24 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE episodes ADD COLUMN url_hash TEXT;
     """,
+    # 3: feeds (conditional GET, moves, gone), audio formats, files beside the audio.
+    """
+    ALTER TABLE episodes ADD COLUMN format TEXT NOT NULL DEFAULT 'mp3';
+    ALTER TABLE episodes ADD COLUMN files TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE episodes ADD COLUMN feed TEXT;
+    CREATE TABLE feeds (
+        url             TEXT PRIMARY KEY,
+        final_url       TEXT,
+        etag            TEXT,
+        last_modified   TEXT,
+        status          TEXT NOT NULL DEFAULT 'ok',
+        gone_at         TEXT,
+        incomplete      INTEGER NOT NULL DEFAULT 0,
+        fingerprint     TEXT NOT NULL DEFAULT '',
+        title           TEXT NOT NULL DEFAULT '',
+        updated_at      TEXT
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -122,9 +142,17 @@ class Record:
     last_error_at: str | None = None
     #: A keyed hash of the full audio URL (``url`` itself has its query redacted).
     url_hash: str | None = None
+    #: The audio's kind (``mp3``, ``mp4``, ``ogg``, ...): how verify reads the file.
+    format: str = "mp3"
+    #: Files kept beside the audio (transcripts, a chapters sidecar), as JSON:
+    #: ``[{"kind", "path", "sha256", "bytes", "url_hash"}]``.
+    files: str = "[]"
+    #: The feed the episode came from (its key in the feeds table), if any.
+    feed: str | None = None
 
 
 _COLUMNS = [f.name for f in fields(Record)]
+_FEED_COLUMNS = [f.name for f in fields(FeedRecord)]
 
 
 class Manifest:
@@ -299,6 +327,42 @@ class Manifest:
             # The old rows' pages also live in the write-ahead log until it is emptied.
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return len(rows)
+
+    # --- feeds -------------------------------------------------------------------
+
+    def get_feed(self, url: str) -> FeedRecord | None:
+        with translated(self.path, "reading the manifest"):
+            row = self._db.execute(
+                f"SELECT {', '.join(_FEED_COLUMNS)} FROM feeds WHERE url = ?", (url,)
+            ).fetchone()
+        if row is None:
+            return None
+        values = dict(zip(_FEED_COLUMNS, row, strict=True))
+        values["incomplete"] = bool(values["incomplete"])
+        return FeedRecord(**values)
+
+    def save_feed(self, record: FeedRecord) -> None:
+        values = asdict(record)
+        values["incomplete"] = int(record.incomplete)
+        values["updated_at"] = datetime.now().astimezone().isoformat(timespec="seconds")
+        columns = [*_FEED_COLUMNS, "updated_at"]
+        with translated(self.path, "writing the manifest"):
+            self._db.execute(
+                f"INSERT OR REPLACE INTO feeds ({', '.join(columns)}) "
+                f"VALUES ({', '.join(':' + c for c in columns)})", values,
+            )
+
+    def mark_feeds_incomplete(self, urls: Iterable[str]) -> None:
+        """Feeds with an episode not archived this run: read in full next time."""
+        with translated(self.path, "writing the manifest"):
+            self._db.executemany("UPDATE feeds SET incomplete = 1 WHERE url = ?",
+                                 [(u,) for u in urls])
+
+    def feeds(self) -> list[FeedRecord]:
+        with translated(self.path, "reading the manifest"):
+            rows = self._db.execute(
+                f"SELECT {', '.join(_FEED_COLUMNS)} FROM feeds ORDER BY url").fetchall()
+        return [FeedRecord(**dict(zip(_FEED_COLUMNS, row, strict=True))) for row in rows]
 
     def delete(self, guid: str) -> None:
         with translated(self.path, "writing the manifest"):

@@ -1,0 +1,286 @@
+"""Fetching feeds politely and correctly.
+
+- conditional GET: the ETag and Last-Modified of each feed are kept (in the manifest)
+  and sent; a 304 costs one small request and no parse;
+- 301/308 update the stored feed URL (reported as ``moved``), 302/307 do not; 410
+  marks the feed gone (reported, not asked again for 30 days); ``itunes:new-feed-url``
+  switches only after the new URL parses as a feed (a feed naming itself is no move);
+- paged and archived feeds (RFC 5005 ``next``, ``prev-archive``; ``fh:complete``) are
+  followed to the end, on any host, with a cycle guard and a page limit;
+- URLs the feed supplies carry the feed's trust (see :mod:`fetcher.net.guard`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Protocol
+
+from fetcher.errors import FetcherError, SourceError, redact_url
+from fetcher.model import Episode, FeedRecord, Skipped
+from fetcher.settings import FeedSettings
+from fetcher.sources.atom import read_atom_page
+from fetcher.sources.formats import XMLKind, describe, xml_kind
+from fetcher.sources.opml import read_opml
+from fetcher.sources.rss import FeedPage, read_feed_page
+from fetcher.sources.xmlsafe import NotXML, parse_xml
+
+if TYPE_CHECKING:
+    from fetcher.net.http import Http, SmallResponse
+
+log = logging.getLogger(__name__)
+
+#: A gone feed (410) is asked again after this long.
+GONE_RETRY = timedelta(days=30)
+
+Entry = Episode | Skipped | SourceError
+
+
+class FeedStates(Protocol):
+    def get_feed(self, url: str) -> FeedRecord | None: ...
+    def save_feed(self, record: FeedRecord) -> None: ...
+
+
+@dataclass
+class SourceReport:
+    """How reading one source went (one per feed, OPML list or document path)."""
+
+    source: str
+    kind: str
+    status: str = "ok"
+    final_url: str | None = None
+    episodes: int = 0
+    error: str | None = None
+
+    def as_json(self) -> dict[str, object]:
+        return {"source": redact_url(self.source) if "://" in self.source else self.source,
+                "kind": self.kind, "status": self.status,
+                "final_url": redact_url(self.final_url) if self.final_url else None,
+                "episodes": self.episodes, "error": self.error}
+
+
+@dataclass
+class FeedReader:
+    """Reads feeds for one run with one HTTP client."""
+
+    http: Http
+    settings: FeedSettings
+    states: FeedStates | None = None
+    #: A fingerprint of what turns a feed's items into archive work (settings, filters):
+    #: when it changed, the feed is read again even if the server says "not modified".
+    fingerprint: Callable[[str], str] = lambda url: ""
+    show_slugs: dict[str, str] = field(default_factory=dict)
+    retry_gone: bool = False
+
+    async def read(self, url: str) -> tuple[list[Entry], list[SourceReport]]:
+        """Entries and reports for the feed or OPML list at *url* (never raises)."""
+        report = SourceReport(url, "feed")
+        try:
+            entries, more = await self._read(url, report)
+        except FetcherError as error:
+            report.status, report.error = "error", str(error)
+            return [SourceError(url, _reason(error))], [report]
+        report.episodes = sum(isinstance(e, Episode) for e in entries)
+        return entries, [report, *more]
+
+    async def _read(self, url: str,
+                    report: SourceReport) -> tuple[list[Entry], list[SourceReport]]:
+        record = self.states.get_feed(url) if self.states is not None else None
+        if record is not None and record.status == "gone" and not self._ask_gone(record):
+            report.status = "gone"
+            return [], []
+        fingerprint = self.fingerprint(url)
+        target = (record.final_url if record is not None and record.final_url else url)
+        headers = {}
+        if record is not None and not record.incomplete and record.fingerprint == fingerprint:
+            if record.etag:
+                headers["If-None-Match"] = record.etag
+            if record.last_modified:
+                headers["If-Modified-Since"] = record.last_modified
+        response = await self._get(url, target, headers)
+        new = record or FeedRecord(url)
+        if response.status == 304:
+            report.status = "not_modified"
+            return [], []
+        if response.status == 410:
+            report.status = "gone"
+            self._save(replace(new, status="gone", gone_at=_now()))
+            log.warning("%s: the feed is gone (HTTP 410); it is asked again after %d days",
+                        redact_url(url), GONE_RETRY.days)
+            return [], []
+        moved_to = _permanent_target(target, response)
+        kind, root = self._parse(url, response.body)
+        if kind == "opml":
+            return await self._read_opml(root, report)
+        trust = await _trust(response.final_url)
+        page = self._page(url, kind, root, response.final_url, trust)
+        entries: list[Entry] = list(page.entries)
+        switched = await self._new_feed_url(url, target, page, trust)
+        if switched is not None:
+            moved_to, page, entries, trust = switched
+        entries += await self._follow_pages(url, page, trust)
+        if moved_to is not None and moved_to != url:
+            report.status, report.final_url = "moved", moved_to
+            log.warning("%s: the feed has moved to %s; the new address is used from now on",
+                        redact_url(url), redact_url(moved_to))
+        stored_url = moved_to if moved_to and _storable(moved_to) else new.final_url
+        self._save(replace(
+            new, final_url=stored_url, etag=response.headers.get("etag"),
+            last_modified=response.headers.get("last-modified"), status="ok", gone_at=None,
+            fingerprint=fingerprint, title=page.show.title, incomplete=False,
+        ))
+        for warning in page.warnings:
+            log.warning("%s: %s", redact_url(url), warning)
+        return _deduplicated(entries, url), []
+
+    def _ask_gone(self, record: FeedRecord) -> bool:
+        if self.retry_gone or not record.gone_at:
+            return True
+        try:
+            gone = datetime.fromisoformat(record.gone_at)
+        except ValueError:
+            return True
+        return datetime.now(UTC) - gone > GONE_RETRY
+
+    async def _get(self, key: str, url: str, headers: dict[str, str]) -> SmallResponse:
+        return await self.http.fetch_response(key, url, headers=headers,
+                                              max_bytes=self.settings.max_feed_bytes)
+
+    def _parse(self, url: str, body: bytes) -> tuple[XMLKind, object]:
+        try:
+            parsed = parse_xml(body)
+        except NotXML as exc:
+            raise SourceError(url, f"not a feed: {describe(body)} ({exc})") from exc
+        kind = xml_kind(parsed.root)
+        if kind is None:
+            raise SourceError(url, f"not a feed: {describe(body, parsed.root)}")
+        if parsed.recovered:
+            log.warning("%s: the feed is not well-formed XML (%s); read in recovery mode",
+                        redact_url(url), parsed.recovered)
+        return kind, parsed.root
+
+    def _page(self, url: str, kind: XMLKind, root: object, base: str, trust: str) -> FeedPage:
+        reader = read_atom_page if kind == "atom" else read_feed_page
+        return reader(root, source=url, base_url=base,  # type: ignore[arg-type]
+                      show_slug=self.show_slugs.get(url), trust=trust,
+                      media=self.settings.media)
+
+    async def _new_feed_url(self, url: str, target: str, page: FeedPage, trust: str
+                            ) -> tuple[str, FeedPage, list[Entry], str] | None:
+        """Switch to ``itunes:new-feed-url`` when it parses as a feed with a channel."""
+        new = page.new_feed_url
+        if not new or new in (url, target) or _same(new, target):
+            return None
+        try:
+            response = await self._get(url, new, {})
+            kind, root = self._parse(new, response.body)
+        except FetcherError as error:
+            log.warning("%s: itunes:new-feed-url %s does not work (%s); staying",
+                        redact_url(url), redact_url(new), error)
+            return None
+        if kind == "opml" or response.status != 200:
+            return None
+        new_trust = await _trust(response.final_url)
+        new_page = self._page(url, kind, root, response.final_url, new_trust)
+        if not new_page.show.title and not new_page.entries:
+            return None
+        return new, new_page, list(new_page.entries), new_trust
+
+    async def _follow_pages(self, url: str, first: FeedPage, trust: str) -> list[Entry]:
+        """Every further page of a paged or archived feed, each once."""
+        entries: list[Entry] = []
+        seen: set[str] = set()
+        queue = list(first.next_pages)
+        pages = 1
+        while queue:
+            page_url = queue.pop(0)
+            if page_url in seen:
+                continue
+            seen.add(page_url)
+            if pages >= self.settings.max_pages:
+                log.warning("%s: more than %d pages; the rest are not read ([feeds] "
+                            "max_pages)", redact_url(url), self.settings.max_pages)
+                break
+            pages += 1
+            try:
+                response = await self.http.fetch_response(
+                    url, page_url, max_bytes=self.settings.max_feed_bytes, trust=trust)
+                kind, root = self._parse(page_url, response.body)
+            except FetcherError as error:
+                entries.append(SourceError(page_url, f"feed page: {_reason(error)}"))
+                continue
+            if kind in ("rss", "atom"):
+                page = self._page(url, kind, root, response.final_url, trust)
+                entries += page.entries
+                queue += [p for p in page.next_pages if p not in seen]
+        return entries
+
+    async def _read_opml(self, root: object,
+                         report: SourceReport) -> tuple[list[Entry], list[SourceReport]]:
+        report.kind = "opml"
+        entries: list[Entry] = []
+        reports: list[SourceReport] = []
+        for subscription in read_opml(root):  # type: ignore[arg-type]
+            got, more = await self.read(subscription.url)
+            entries += got
+            reports += more
+        return entries, reports
+
+    def _save(self, record: FeedRecord) -> None:
+        if self.states is not None:
+            self.states.save_feed(record)
+
+
+def _reason(error: FetcherError) -> str:
+    return getattr(error, "reason", None) or str(error)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _same(a: str, b: str) -> bool:
+    return a.rstrip("/").lower() == b.rstrip("/").lower()
+
+
+def _storable(url: str) -> bool:
+    """A moved feed URL is remembered only when it carries no secret."""
+    return "?" not in url and "@" not in url.split("//", 1)[-1].split("/", 1)[0]
+
+
+def _permanent_target(start: str, response: SmallResponse) -> str | None:
+    """Where 301/308 redirects lead, up to the first temporary one."""
+    target = None
+    for status, location in response.redirects:
+        if status not in (301, 308):
+            break
+        target = location
+    return target
+
+
+async def _trust(url: str) -> str:
+    from fetcher.net.guard import trust_of_feed
+
+    return await trust_of_feed(url)
+
+
+def _deduplicated(entries: list[Entry], source: str) -> list[Entry]:
+    """Items repeated across pages: the same guid and audio once."""
+    seen: dict[str, str] = {}
+    result: list[Entry] = []
+    for entry in entries:
+        if isinstance(entry, Episode):
+            first = seen.get(entry.guid)
+            if first == entry.audio_url:
+                result.append(Skipped(source, f"{entry.title[:60]}: repeated on another page"))
+                continue
+            if first is not None:
+                entry = replace(entry, guid=f"{entry.guid}#{entry.audio_url}")
+            seen[entry.guid] = entry.audio_url
+        result.append(entry)
+    return result
+
+
+__all__ = ["FeedReader", "FeedRecord", "FeedStates", "SourceReport"]
