@@ -29,7 +29,6 @@ from fetcher.errors import (
     FetcherError,
     TagError,
 )
-from fetcher.sources import load_episodes
 from fetcher.store import Archive
 from fetcher.sync import sync
 
@@ -76,10 +75,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="rebuild a lost or damaged manifest from the archived files' tags")
     _add_verbosity(check)
 
-    show = commands.add_parser("show", help="list what episode documents contain")
-    show.add_argument("sources", nargs="+", metavar="SOURCE")
+    show = commands.add_parser("show", help="list the episodes sources hold")
+    show.add_argument("sources", nargs="*", metavar="SOURCE",
+                      help="documents, feeds or OPML lists (default: the config's sources)")
+    _add_config(show)
     show.add_argument("--json", action="store_true", help="print one JSON array")
     _add_verbosity(show)
+
+    export = commands.add_parser("export-opml",
+                                 help="write the archive's feeds as an OPML list")
+    _add_config(export)
+    export.add_argument("-o", "--output", type=Path, help="archive directory ([archive] dir)")
+    _add_verbosity(export)
 
     tag = commands.add_parser("tag", help="tag one existing MP3 from one episode document")
     tag.add_argument("mp3", type=Path, metavar="MP3")
@@ -138,7 +145,7 @@ def _print_json(data: Any) -> None:
 
 def cmd_sync(args: argparse.Namespace) -> int:
     config = _config(args)
-    if not args.sources and not config.sources.paths:
+    if not args.sources and not config.sources.names:
         raise ConfigError("no sources: name them on the command line or in [sources] paths")
     if args.dry_run:
         report = sync(config, sources=args.sources, dry_run=True)
@@ -201,7 +208,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    loaded = load_episodes(args.sources)
+    import asyncio
+
+    from fetcher.ops import read_for_show
+
+    config = _config(args)
+    names = list(args.sources) or list(config.sources.names)
+    if not names:
+        raise ConfigError("no sources: name them on the command line or in [sources] paths")
+    loaded = asyncio.run(read_for_show(config, names))
     if args.json:
         _print_json([render.entry_json(e) for e in loaded.entries])
     else:
@@ -233,6 +248,13 @@ def cmd_tag(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_export_opml(args: argparse.Namespace) -> int:
+    from fetcher.ops import feeds_as_opml
+
+    sys.stdout.write(feeds_as_opml(_config(args)))
+    return EXIT_OK
+
+
 def _terminate_as_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -244,7 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # handling ends the run like Ctrl-C: exit 130, nothing half-written.
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate_as_interrupt)
-    handlers = {"sync": cmd_sync, "verify": cmd_verify, "show": cmd_show, "tag": cmd_tag}
+    handlers = {"sync": cmd_sync, "verify": cmd_verify, "show": cmd_show, "tag": cmd_tag,
+                "export-opml": cmd_export_opml}
     try:
         return handlers[args.command](args)
     except ArchiveLockedError as error:

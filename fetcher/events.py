@@ -81,6 +81,8 @@ class Outcome:
     bytes: int | None = None
     error: str | None = None
     reason: str | None = None
+    #: Archive-relative paths of the transcripts beside the audio.
+    transcripts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

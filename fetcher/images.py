@@ -30,27 +30,27 @@ class Images:
         cover = None
         url = cover_url(episode, self.settings)
         if url is not None:
-            cover = await self.get(episode.label, url)
+            cover = await self.get(episode.label, url, episode.trust)
         images: dict[str, bytes] = {}
         for image_url in chapter_image_urls(episode, self.settings):
-            data = await self.get(episode.label, image_url)
+            data = await self.get(episode.label, image_url, episode.trust)
             if data is not None:
                 images[image_url] = data
         return cover, images
 
-    async def get(self, label: str, url: str) -> bytes | None:
+    async def get(self, label: str, url: str, trust: str = "own") -> bytes | None:
         """An image fetched once per URL per run; None (with a warning) when it fails."""
         future = self._futures.get(url)
         if future is None:
-            future = asyncio.ensure_future(self._fetch(label, url))
+            future = asyncio.ensure_future(self._fetch(label, url, trust))
             self._futures[url] = future
         return await asyncio.shield(future)
 
-    async def _fetch(self, label: str, url: str) -> bytes | None:
+    async def _fetch(self, label: str, url: str, trust: str) -> bytes | None:
         if self.http is None:
             return None
         try:
-            data = await self.http.fetch_small(label, url,
+            data = await self.http.fetch_small(label, url, trust=trust,
                                                max_bytes=self.settings.max_image_bytes)
         except FetcherError as error:
             log.warning("%s: image skipped: %s", label, error)

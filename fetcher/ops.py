@@ -8,8 +8,9 @@ from pathlib import Path
 
 from fetcher.audio import measure_duration_ms
 from fetcher.config import Config
-from fetcher.errors import FetcherError, SourceError, TagError
+from fetcher.errors import FetcherError, SourceError, TagError, redact_url
 from fetcher.model import Episode
+from fetcher.sources import Entry, Loaded, read_sources
 from fetcher.sources.documents import read_document
 from fetcher.tagging.spec import cover_url, picture_mime
 from fetcher.tagging.writer import Tagged, write_tags
@@ -57,3 +58,54 @@ async def fetch_cover(config: Config, episode: Episode) -> bytes | None:
             log.warning("%s: cover skipped: %s", episode.label, error)
             return None
     return data if picture_mime(data) else None
+
+
+async def read_for_show(config: Config, names: list[str]) -> Loaded:
+    """The sources as ``fetcher show`` lists them: every episode with its chapters,
+    those a feed names by URL fetched too (nothing is remembered or written)."""
+    from fetcher.extras import Chapters
+    from fetcher.sync import read_options
+
+    loaded = await read_sources(names, read_options(config, None))
+    if not any(isinstance(e, Episode) and e.chapters_url for e in loaded.entries):
+        return loaded
+    from fetcher.net.http import Http
+
+    chapters = Chapters(None)
+    async with Http(config.download) as http:
+        chapters.http = http
+        resolved = await asyncio.gather(*(
+            chapters.resolve(e) if isinstance(e, Episode) else _same(e)
+            for e in loaded.entries
+        ))
+    loaded.entries = list(resolved)
+    return loaded
+
+
+async def _same(entry: Entry) -> Entry:
+    return entry
+
+
+def feeds_as_opml(config: Config) -> str:
+    """The archive's feeds (the config's and those the manifest remembers) as OPML."""
+    from fetcher.sources.opml import Subscription, write_opml
+    from fetcher.store import Archive
+    from fetcher.store.manifest import Manifest
+
+    subscriptions: dict[str, Subscription] = {}
+    for name in config.sources.names:
+        if name.lower().startswith(("http://", "https://")):
+            subscriptions[name] = Subscription(name)
+    manifest = Manifest.open_readonly(Archive(config.archive.dir).manifest_path)
+    if manifest is not None:
+        try:
+            for feed in manifest.feeds():
+                known = next((s for s in subscriptions.values()
+                              if redact_url(s.url) == feed.url), None)
+                if known is not None:
+                    subscriptions[known.url] = Subscription(known.url, feed.title)
+                else:
+                    subscriptions.setdefault(feed.url, Subscription(feed.url, feed.title))
+        finally:
+            manifest.close()
+    return write_opml(subscriptions.values(), title="fetcher archive")

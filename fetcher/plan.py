@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 from fetcher.errors import SourceError, redact_url
+from fetcher.extras import missing_transcripts
 from fetcher.model import Episode, Skipped
 from fetcher.settings import TagSettings
 from fetcher.store import Store
@@ -165,5 +166,7 @@ def _decide(
         return step
     if record.tag_hash != tag_fingerprint(episode, tag_settings):
         return Step(Action.RETAG, "metadata changed", episode, episode.source, path, record)
+    if missing_transcripts(record.files, path, episode, url_hash):
+        return Step(Action.RETAG, "transcripts missing", episode, episode.source, path, record)
     return Step(Action.UP_TO_DATE, "archived and verified by size", episode, episode.source,
                 path, record)

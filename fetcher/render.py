@@ -45,10 +45,12 @@ def entry_json(entry: Episode | Skipped | SourceError) -> dict[str, Any]:
         "url": None,
         "expected_bytes": None,
         "chapters": [],
+        "chapters_source": None,
+        "transcripts": [],
     }
     if isinstance(entry, Episode):
         base.update(
-            source=str(entry.source),
+            source=_source(entry.source),
             status="episode",
             guid=entry.guid,
             show_slug=entry.show_slug,
@@ -57,12 +59,19 @@ def entry_json(entry: Episode | Skipped | SourceError) -> dict[str, Any]:
             url=redact_url(entry.audio_url),
             expected_bytes=entry.expected_bytes,
             chapters=[chapter_json(c) for c in entry.chapters],
+            chapters_source=entry.chapters_source,
+            transcripts=[{"url": redact_url(t.url), "type": t.type, "language": t.language,
+                          "rel": t.rel} for t in entry.transcripts],
         )
     elif isinstance(entry, Skipped):
-        base.update(source=str(entry.source), status="skipped", reason=entry.reason)
+        base.update(source=_source(entry.source), status="skipped", reason=entry.reason)
     else:
         base.update(source=entry.source, status="error", reason=str(entry))
     return base
+
+
+def _source(source: str | None) -> str | None:
+    return redact_url(source) if source and "://" in source else source
 
 
 def entry_text(entry: Episode | Skipped | SourceError) -> list[str]:
@@ -108,7 +117,7 @@ ACTION_WORDS = {
 def outcome_json(outcome: Outcome) -> dict[str, Any]:
     episode = outcome.episode
     return {
-        "source": str(outcome.source) if outcome.source else None,
+        "source": _source(outcome.source),
         "guid": episode.guid if episode else None,
         "show_slug": episode.show_slug if episode else None,
         "episode": episode.episode if episode else None,
@@ -117,6 +126,7 @@ def outcome_json(outcome: Outcome) -> dict[str, Any]:
         "path": str(outcome.path) if outcome.path else None,
         "bytes": outcome.bytes,
         "error": outcome.error,
+        "transcripts": list(outcome.transcripts),
     }
 
 
@@ -126,6 +136,7 @@ def report_json(report: SyncReport) -> dict[str, Any]:
         "interrupted": report.interrupted,
         "counts": {status.value: report.count(status) for status in Status},
         "episodes": [outcome_json(o) for o in report.outcomes],
+        "sources": [s.as_json() for s in report.sources],
     }
 
 
@@ -135,7 +146,7 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         "counts": {action.value: plan.count(action) for action in Action},
         "episodes": [
             {
-                "source": str(step.source) if step.source else None,
+                "source": _source(step.source),
                 "guid": step.episode.guid if step.episode else None,
                 "episode": step.episode.episode if step.episode else None,
                 "title": step.episode.title if step.episode else None,

@@ -314,3 +314,16 @@ class Sink:
 
     def close(self) -> None:
         self.file.close()
+
+
+def drop_reserve(partial: Path, reserve: int) -> None:
+    """Remove the tag room from the front of a partial file whose body turned out not
+    to be MP3 (the room is an ID3 tag, which other formats do not begin with)."""
+    staged = partial.with_name(partial.name + ".body")
+    with partial.open("rb") as source, staged.open("wb") as target:
+        source.seek(reserve)
+        while chunk := source.read(CHUNK_SIZE):
+            target.write(chunk)
+        target.flush()
+        os.fsync(target.fileno())
+    staged.replace(partial)

@@ -9,9 +9,10 @@ loop; :func:`sync` runs it in a new loop. Both raise only for run-wide errors
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,10 +20,12 @@ from fetcher.config import Config
 from fetcher.errors import ArchiveError
 from fetcher.events import EventSink, Outcome, Status, ignore
 from fetcher.journal import recover_journals
+from fetcher.model import FeedRecord
 from fetcher.pipeline import Pipeline, static_outcome
 from fetcher.plan import Action, Plan, build_plan
 from fetcher.sources import ReadOptions, SourceReport, read_sources
 from fetcher.sources.feeds import FeedStates
+from fetcher.staging import url_digest
 from fetcher.store import Archive, Store
 from fetcher.store.manifest import Manifest
 
@@ -89,16 +92,34 @@ async def run(
             hasher = archive.url_hasher()
             if hasher is not None and manifest.seal_urls(hasher):
                 log.info("the manifest no longer holds full audio URLs (tokens redacted)")
-            loaded = await read_sources(names, read_options(config, manifest))
+            hasher = archive.url_hasher() or url_digest
+            states = ArchiveFeedStates(manifest, hasher)
+            loaded = await read_sources(names, read_options(config, states))
             plan = build_plan(loaded.entries, manifest.records(), archive,
                               config.template_for, config.tags)
             pipeline = Pipeline(config, archive, manifest, on_event)
             outcomes, interrupted = await pipeline.run(plan, handle_signals)
             manifest.mark_feeds_incomplete(
-                {o.episode.feed_url for o in outcomes
+                {hasher(o.episode.feed_url) for o in outcomes
                  if o.status is Status.FAILED and o.episode and o.episode.feed_url}
             )
     return SyncReport(plan, tuple(outcomes), interrupted, sources=tuple(loaded.sources))
+
+
+class ArchiveFeedStates:
+    """What the archive remembers of each feed, stored under a keyed hash of its URL
+    (a private feed's token never reaches the manifest)."""
+
+    def __init__(self, manifest: Manifest, hasher: Callable[[str], str]):
+        self.manifest = manifest
+        self.hasher = hasher
+
+    def get_feed(self, url: str) -> FeedRecord | None:
+        record = self.manifest.get_feed(self.hasher(url))
+        return dataclasses.replace(record, url=url) if record is not None else None
+
+    def save_feed(self, record: FeedRecord) -> None:
+        self.manifest.save_feed(self.hasher(record.url), record)
 
 
 def read_options(config: Config, states: FeedStates | None) -> ReadOptions:

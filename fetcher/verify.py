@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import json
 import logging
 import os
 import time
@@ -93,12 +95,45 @@ def _check(archive: Archive, record: Record) -> str | None:
         return f"truncated: {size} of {record.file_bytes} bytes"
     if record.file_bytes is not None and size != record.file_bytes:
         return f"size changed: {size}, expected {record.file_bytes}"
+    if record.format != "mp3":
+        if _sha256(path) != record.audio_sha256:
+            return "altered: the file differs from what was archived"
+        return _check_side_files(archive, record)
     tag_digest, audio_digest = file_digests(path)
     if audio_digest != record.audio_sha256:
         return "altered: the audio differs from what was archived"
     if tag_digest != record.tag_sha256:
         return "altered: the tag differs from what was archived"
+    return _check_side_files(archive, record)
+
+
+def _check_side_files(archive: Archive, record: Record) -> str | None:
+    """Transcripts and chapter sidecars recorded beside the audio."""
+    try:
+        files = json.loads(record.files or "[]")
+    except ValueError:
+        return "the manifest's list of files beside the audio is damaged"
+    for entry in files if isinstance(files, list) else []:
+        if not isinstance(entry, dict) or entry.get("failed_at"):
+            continue
+        name = str(entry.get("path", ""))
+        try:
+            path = archive.existing_file(name)
+        except ArchiveError as error:
+            return str(error)
+        if not path.is_file():
+            return f"{entry.get('kind', 'file')} {name} is missing"
+        if _sha256(path) != entry.get("sha256"):
+            return f"{entry.get('kind', 'file')} {name} was altered"
     return None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _stray_files(archive: Archive) -> list[Path]:

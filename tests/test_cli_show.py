@@ -14,7 +14,7 @@ from fetcher.cli import main
 
 SHOW_KEYS = {
     "source", "status", "reason", "guid", "show_slug", "episode", "title", "url",
-    "expected_bytes", "chapters",
+    "expected_bytes", "chapters", "chapters_source", "transcripts",
 }
 
 

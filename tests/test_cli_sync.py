@@ -21,7 +21,7 @@ from fetcher.staging import sidecar_path
 from fetcher.store.local import Archive
 
 SUMMARY_KEYS = {"source", "guid", "show_slug", "episode", "title", "status", "path", "bytes",
-                "error"}
+                "error", "transcripts"}
 
 
 def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -208,7 +208,8 @@ def test_random_kills_over_retags_fetch_no_archived_audio_again(
                  if e.path.startswith("/audio/") and e.path[7:-4] in archived]
     assert sum(e.sent for e in refetched) == 0 and refetched == []
     assert assert_every_final_file_is_whole(corpus) == 5
-    assert verify(config).returncode == 0
+    checked = verify(config)
+    assert checked.returncode == 0, checked.stderr
 
 
 def test_a_deleted_manifest_is_refused_then_rebuilt_without_downloads(corpus: Corpus) -> None:

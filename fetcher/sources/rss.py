@@ -255,7 +255,7 @@ def _read_item(item: etree._Element, index: int, show: Show, *, source: str, bas
         expected_bytes=whole_number(length) or None,
         declared_duration_s=parse_duration(text("itunes:duration")),
         transcripts=transcripts,
-        chapters=tuple(psc) if psc and not chapters_url else (),
+        chapters=tuple(psc),
         chapters_source="podcast:chapters" if chapters_url else ("psc" if psc else None),
         chapters_url=chapters_url,
         season=season if isinstance(season, int) else None,

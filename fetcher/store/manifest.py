@@ -100,7 +100,8 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE episodes ADD COLUMN files TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE episodes ADD COLUMN feed TEXT;
     CREATE TABLE feeds (
-        url             TEXT PRIMARY KEY,
+        key             TEXT PRIMARY KEY,
+        url             TEXT NOT NULL,
         final_url       TEXT,
         etag            TEXT,
         last_modified   TEXT,
@@ -330,10 +331,11 @@ class Manifest:
 
     # --- feeds -------------------------------------------------------------------
 
-    def get_feed(self, url: str) -> FeedRecord | None:
+    def get_feed(self, key: str) -> FeedRecord | None:
+        """The feed stored under *key* (a keyed hash of its URL; ``url`` is redacted)."""
         with translated(self.path, "reading the manifest"):
             row = self._db.execute(
-                f"SELECT {', '.join(_FEED_COLUMNS)} FROM feeds WHERE url = ?", (url,)
+                f"SELECT {', '.join(_FEED_COLUMNS)} FROM feeds WHERE key = ?", (key,)
             ).fetchone()
         if row is None:
             return None
@@ -341,22 +343,24 @@ class Manifest:
         values["incomplete"] = bool(values["incomplete"])
         return FeedRecord(**values)
 
-    def save_feed(self, record: FeedRecord) -> None:
+    def save_feed(self, key: str, record: FeedRecord) -> None:
         values = asdict(record)
+        values["url"] = redact_url(record.url)
+        values["key"] = key
         values["incomplete"] = int(record.incomplete)
         values["updated_at"] = datetime.now().astimezone().isoformat(timespec="seconds")
-        columns = [*_FEED_COLUMNS, "updated_at"]
+        columns = ["key", *_FEED_COLUMNS, "updated_at"]
         with translated(self.path, "writing the manifest"):
             self._db.execute(
                 f"INSERT OR REPLACE INTO feeds ({', '.join(columns)}) "
                 f"VALUES ({', '.join(':' + c for c in columns)})", values,
             )
 
-    def mark_feeds_incomplete(self, urls: Iterable[str]) -> None:
+    def mark_feeds_incomplete(self, keys: Iterable[str]) -> None:
         """Feeds with an episode not archived this run: read in full next time."""
         with translated(self.path, "writing the manifest"):
-            self._db.executemany("UPDATE feeds SET incomplete = 1 WHERE url = ?",
-                                 [(u,) for u in urls])
+            self._db.executemany("UPDATE feeds SET incomplete = 1 WHERE key = ?",
+                                 [(k,) for k in keys])
 
     def feeds(self) -> list[FeedRecord]:
         with translated(self.path, "reading the manifest"):

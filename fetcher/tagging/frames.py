@@ -19,8 +19,10 @@ from mutagen.id3 import (
     COMM,
     CTOC,
     ID3,
+    IPLS,
     PCST,
     TALB,
+    TCOM,
     TCON,
     TDAT,
     TDES,
@@ -29,8 +31,10 @@ from mutagen.id3 import (
     TIT2,
     TPE1,
     TPE2,
+    TPOS,
     TRCK,
     TYER,
+    WFED,
     WOAF,
     WXXX,
     CTOCFlags,
@@ -44,13 +48,22 @@ from mutagen.id3._util import ID3SaveConfig
 from fetcher.audio import id3v2_header
 from fetcher.model import Chapter, Episode, normalise_chapters
 from fetcher.settings import TagSettings
-from fetcher.tagging.spec import image_base, latin1_url, picture_mime, resolve_url
+from fetcher.tagging.spec import (
+    image_base,
+    latin1_url,
+    picture_mime,
+    public_url,
+    resolve_url,
+)
 
 #: Room left in every tag we write, so later re-tags fit in place.
 PADDING = 8 * 1024
 NO_OFFSET = 0xFFFFFFFF
 #: Frames fetcher owns; a host's copies of these are replaced, every other frame kept.
-OWNED = ("TIT2", "TALB", "TPE1", "TPE2", "TRCK", "TCON", "TDES", "TGID", "PCST", "WOAF")
+OWNED = ("TIT2", "TALB", "TPE1", "TPE2", "TRCK", "TCON", "TDES", "TGID", "PCST", "WOAF",
+         "TPOS", "TCOM", "IPLS", "TIPL", "WFED")
+#: podcast:person roles written as composers (TCOM); every person goes into IPLS.
+COMPOSER_ROLES = frozenset({"composer", "music", "songwriter"})
 DATE_FRAMES = ("TDRC", "TDRL", "TYER", "TDAT", "TIME", "TORY", "TDOR")
 CHAPTER_FRAMES = ("CHAP", "CTOC")
 
@@ -67,8 +80,16 @@ def metadata_frames(episode: Episode, cover: bytes | None) -> list[Frame]:
         _text(TPE1, ", ".join(episode.hosts) if episode.hosts else episode.show_name),
         _text(TPE2, episode.show_name),
     ]
-    if episode.episode is not None:
+    if isinstance(episode.episode, int):
         frames.append(TRCK(encoding=Encoding.LATIN1, text=[str(episode.episode)]))
+    if episode.season is not None:
+        frames.append(TPOS(encoding=Encoding.LATIN1, text=[str(episode.season)]))
+    composers = [p.name for p in episode.persons if p.role in COMPOSER_ROLES]
+    if composers:
+        frames.append(_text(TCOM, ", ".join(composers)))
+    if episode.persons:
+        frames.append(IPLS(encoding=Encoding.UTF16,
+                           people=[[p.role, p.name] for p in episode.persons]))
     when = episode.date.astimezone(UTC)
     frames += [
         TYER(encoding=Encoding.LATIN1, text=[f"{when:%Y}"]),
@@ -81,6 +102,9 @@ def metadata_frames(episode: Episode, cover: bytes | None) -> list[Frame]:
     page = resolve_url(episode.page_url, None) if episode.page_url else None
     if page:
         frames.append(WOAF(url=latin1_url(page)))
+    feed = public_url(episode.feed_url)
+    if feed:
+        frames.append(WFED(url=latin1_url(feed)))
     if episode.description:
         frames.append(COMM(encoding=Encoding.UTF16, lang="eng", desc="",
                            text=[episode.description]))

@@ -56,6 +56,19 @@ def resolve_url(reference: str, base: str | None) -> str | None:
     return None
 
 
+def public_url(url: str | None) -> str | None:
+    """*url* for a tag that travels with the file: without query or credentials (a
+    private feed's token stays out of it), or None when not http(s)."""
+    if not url:
+        return None
+    with contextlib.suppress(ValueError):
+        parts = urlsplit(url)
+        if parts.scheme.lower() in ("http", "https") and parts.hostname:
+            host = parts.netloc.rsplit("@", 1)[-1]
+            return f"{parts.scheme}://{host}{parts.path or '/'}"
+    return None
+
+
 def image_base(episode: Episode, settings: TagSettings) -> str | None:
     """What relative image paths resolve against: the setting, else the page's origin."""
     return settings.image_base_url or _origin(episode.page_url)
@@ -105,5 +118,14 @@ def tag_fingerprint(episode: Episode, settings: TagSettings) -> str:
         "settings": [settings.id3_version, settings.cover, settings.image_base_url,
                      settings.chapter_images, settings.hidden_chapters],
     }
+    # What only feeds carry joins the hash only when present, so that the fingerprints
+    # of archived document episodes stay what they were.
+    extra = {
+        "chapters_url": episode.chapters_url,
+        "season": episode.season,
+        "persons": [[p.name, p.role] for p in episode.persons],
+        "feed": episode.feed_url,
+    }
+    data.update({key: value for key, value in extra.items() if value})
     encoded = json.dumps(data, sort_keys=True, ensure_ascii=False).encode("utf-8")
     return hashlib.sha256(encoded).hexdigest()

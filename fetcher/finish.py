@@ -1,0 +1,285 @@
+"""The end of an episode's way: tag, commit, side files, manifest row.
+
+:class:`Finisher` holds what the pipeline does once the audio is on disk: MP3s are
+tagged in the room left at the front of the partial file; other audio (M4A, Ogg,
+Opus, FLAC) gets the tags mutagen supports for it and its chapters as a JSON sidecar;
+then the file is committed under its final name, its transcripts are fetched beside
+it, and the manifest row is written last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fetcher.audio import audio_kind, measure_duration_ms, tag_sha256
+from fetcher.config import Config
+from fetcher.errors import FetcherError, NotAudioError, redact_url
+from fetcher.events import EventSink, Outcome, Status
+from fetcher.extras import Chapters, SideFile, fetch_transcripts
+from fetcher.failpoints import failpoint
+from fetcher.images import Images
+from fetcher.model import Episode
+from fetcher.plan import Step
+from fetcher.staging import (
+    Downloaded,
+    discard_partial,
+    drop_reserve,
+    mark_verified,
+    sidecar_path,
+    url_digest,
+)
+from fetcher.store import Store
+from fetcher.store.local import now_iso
+from fetcher.store.manifest import Manifest, Record
+from fetcher.tagging.spec import final_chapters, tag_fingerprint
+
+if TYPE_CHECKING:
+    from fetcher.net.download import Downloader
+    from fetcher.tagging.writer import Tagged
+
+log = logging.getLogger(__name__)
+
+
+async def uninterrupted(work: Coroutine[Any, Any, Outcome]) -> Outcome:
+    """Run *work* to its end even when the run is interrupted meanwhile: a file half-way
+    between partial and archive, or half re-tagged, must never be left behind."""
+    finishing = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(finishing)
+    except asyncio.CancelledError:
+        return await finishing
+
+
+class Finisher:
+    def __init__(self, config: Config, archive: Store, manifest: Manifest,
+                 on_event: EventSink):
+        self.config = config
+        self.archive = archive
+        self.manifest = manifest
+        self.on_event = on_event
+        self._downloader: Downloader | None = None
+        self._images = Images(config.tags)
+        self._chapters = Chapters(archive.journal_dir.parent / "chapters")
+        self._hasher: Callable[[str], str] | None = None
+
+    async def _finish_download(
+        self, step: Step, episode: Episode, downloaded: Downloaded
+    ) -> Outcome:
+        assert step.path is not None
+        partial = downloaded.path
+        kind = await asyncio.to_thread(_staged_kind, partial, downloaded.reserve)
+        if kind != "mp3":
+            return await self._finish_other(step, episode, downloaded, kind)
+        await asyncio.to_thread(mark_verified, downloaded)
+        failpoint("download-verified")
+        duration = await asyncio.to_thread(measure_duration_ms, partial)
+        if duration is None:
+            discard_partial(partial)
+            raise NotAudioError("no MPEG audio frames found in the body", episode=episode.label)
+        tagged = await self._tag(partial, episode, duration, journal=False)
+        failpoint("tagged")
+        # The audio was hashed as it streamed; only the new tag needs hashing now.
+        digest = await asyncio.to_thread(tag_sha256, partial)
+        target = await asyncio.to_thread(self.archive.commit, partial, step.path)
+        failpoint("renamed")
+        files = await self._side_files(step, episode, target, "mp3")
+        stat = await self._record(step, episode, downloaded, target, duration, digest,
+                                  files=files)
+        sidecar_path(partial).unlink(missing_ok=True)
+        log.debug("%s: archived as %s (%d tag bytes)", episode.label, step.path,
+                  tagged.tag_bytes)
+        return Outcome(Status.DOWNLOADED, episode.source, episode, target, stat.st_size,
+                       transcripts=_transcripts(files))
+
+    async def _finish_other(self, step: Step, episode: Episode, downloaded: Downloaded,
+                            kind: str) -> Outcome:
+        """Audio that is not MP3: tagged with mutagen, hashed whole, chapters beside it."""
+        from fetcher.tagging.other import duration_ms, write_other_tags
+
+        assert step.path is not None
+        partial = downloaded.path
+        try:
+            if downloaded.reserve:
+                await asyncio.to_thread(drop_reserve, partial, downloaded.reserve)
+            duration = await asyncio.to_thread(duration_ms, partial)
+            cover, _ = await self._images.for_episode(episode)
+            await asyncio.to_thread(write_other_tags, partial, episode, cover)
+            digest = await asyncio.to_thread(file_sha256, partial)
+        except FetcherError:
+            discard_partial(partial)  # a file mutagen cannot read is not worth resuming
+            raise
+        target = await asyncio.to_thread(self.archive.commit, partial, step.path)
+        files = await self._side_files(step, episode, target, kind, duration)
+        whole = dataclasses.replace(downloaded, audio_sha256=digest)
+        stat = await self._record(step, episode, whole, target, duration, "", kind=kind,
+                                  files=files)
+        sidecar_path(partial).unlink(missing_ok=True)
+        return Outcome(Status.DOWNLOADED, episode.source, episode, target, stat.st_size,
+                       transcripts=_transcripts(files))
+
+    async def _side_files(self, step: Step, episode: Episode, target: Path, kind: str,
+                          duration: int | None = None) -> list[SideFile]:
+        """Transcripts beside the audio, and for non-MP3 audio its chapters as JSON."""
+        from pathlib import PurePosixPath
+
+        assert step.path is not None
+        relative = PurePosixPath(step.path)
+        files: list[SideFile] = []
+        if episode.transcripts and self._downloader is not None:
+            files += await fetch_transcripts(self._downloader, episode, target, relative,
+                                             self._url_hash, self.archive.journal_dir)
+        if kind != "mp3" and episode.chapters:
+            from fetcher.extras import place_file
+            from fetcher.tagging.other import chapters_json
+
+            data = chapters_json(final_chapters(episode, duration), episode)
+            name = f"{target.stem}.chapters.json"
+            await asyncio.to_thread(place_file, data, target.with_name(name),
+                                    self.archive.journal_dir)
+            files.append(SideFile("chapters", str(relative.with_name(name)),
+                                  hashlib.sha256(data).hexdigest(), len(data)))
+        return files
+
+    async def _record(
+        self,
+        step: Step,
+        episode: Episode,
+        downloaded: Downloaded,
+        target: Path,
+        duration: int | None,
+        tag_digest: str,
+        *,
+        kind: str = "mp3",
+        files: list[SideFile] | None = None,
+    ) -> os.stat_result:
+        """Commit the manifest row of a file that now has its final name."""
+        stat = await asyncio.to_thread(target.stat)
+        now = now_iso()
+        previous = step.record
+        self.manifest.save(
+            Record(
+                guid=episode.guid,
+                show_slug=episode.show_slug,
+                source=redact_url(episode.source),
+                url=redact_url(episode.audio_url),
+                url_hash=self._url_hash(episode.audio_url),
+                path=str(step.path),
+                expected_bytes=episode.expected_bytes,
+                received_bytes=downloaded.size,
+                file_bytes=stat.st_size,
+                file_mtime_ns=stat.st_mtime_ns,
+                audio_sha256=downloaded.audio_sha256,
+                tag_sha256=tag_digest,
+                etag=downloaded.etag,
+                last_modified=downloaded.last_modified,
+                tag_hash=tag_fingerprint(episode, self.config.tags),
+                duration_ms=duration,
+                size_discrepancy=downloaded.size_discrepancy,
+                archived_at=(previous.archived_at if previous and previous.archived_at
+                             else now),
+                updated_at=now,
+                format=kind,
+                files=json.dumps([f.as_json() for f in files or []]),
+                feed=redact_url(episode.feed_url) if episode.feed_url else None,
+            )
+        )
+        failpoint("recorded")
+        return stat
+
+    async def _finish_retag(
+        self, step: Step, episode: Episode, target: Path, duration: int | None
+    ) -> Outcome:
+        assert step.record is not None
+        kind = step.record.format
+        if kind == "mp3":
+            await self._tag(target, episode, duration, journal=True)
+            digest = await asyncio.to_thread(tag_sha256, target)
+            audio_digest = step.record.audio_sha256
+        else:
+            from fetcher.tagging.other import write_other_tags
+
+            cover, _ = await self._images.for_episode(episode)
+            await asyncio.to_thread(write_other_tags, target, episode, cover,
+                                    temp_dir=self.archive.journal_dir)
+            digest, audio_digest = "", await asyncio.to_thread(file_sha256, target)
+        files = await self._side_files(step, episode, target, kind, duration)
+        stat = await asyncio.to_thread(target.stat)
+        record = dataclasses.replace(
+            step.record,
+            show_slug=episode.show_slug,
+            source=redact_url(episode.source),
+            url=step.record.url or redact_url(episode.audio_url),
+            url_hash=step.record.url_hash or self._url_hash(episode.audio_url),
+            expected_bytes=step.record.expected_bytes or episode.expected_bytes,
+            file_bytes=stat.st_size,
+            file_mtime_ns=stat.st_mtime_ns,
+            audio_sha256=audio_digest,
+            tag_sha256=digest,
+            tag_hash=tag_fingerprint(episode, self.config.tags),
+            duration_ms=duration,
+            updated_at=now_iso(),
+            last_error=None,
+            last_error_at=None,
+            files=json.dumps([f.as_json() for f in files]),
+            feed=redact_url(episode.feed_url) if episode.feed_url else step.record.feed,
+        )
+        self.manifest.save(record)
+        return Outcome(Status.RETAGGED, episode.source, episode, target, stat.st_size,
+                       transcripts=_transcripts(files))
+
+    async def _tag(self, path: Path, episode: Episode, duration: int | None, *,
+                   journal: bool) -> Tagged:
+        from fetcher.tagging.writer import write_tags
+
+        settings = self.config.tags
+        cover, images = await self._images.for_episode(episode)
+        return await asyncio.to_thread(
+            write_tags, path, episode, duration_ms=duration, settings=settings, cover=cover,
+            images=images, journal_dir=self.archive.journal_dir if journal else None,
+        )
+
+    def _url_hash(self, url: str) -> str:
+        """The keyed hash that stands for *url* in the manifest and the sidecars."""
+        hasher = self._hasher
+        if hasher is None:
+            hasher = self._hasher = self.archive.url_hasher() or url_digest
+        return hasher(url)
+
+    def _remember_failure(self, episode: Episode, message: str) -> None:
+        with contextlib.suppress(FetcherError):
+            if self.manifest.get(episode.guid) is not None:
+                self.manifest.record_error(episode.guid, message, now_iso())
+            else:
+                self.manifest.save(
+                    Record(episode.guid, episode.show_slug, str(episode.source),
+                           redact_url(episode.audio_url), last_error=message,
+                           last_error_at=now_iso(), url_hash=self._url_hash(episode.audio_url))
+                )
+
+
+def _transcripts(files: list[SideFile]) -> tuple[str, ...]:
+    return tuple(f.path for f in files if f.kind == "transcript" and not f.failed_at)
+
+
+def _staged_kind(partial: Path, reserve: int) -> str:
+    """What the body in a partial file is, by its first bytes (after the reserve)."""
+    with partial.open("rb") as file:
+        file.seek(reserve)
+        return audio_kind(file.read(64)) or "mp3"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return str(digest.hexdigest())
