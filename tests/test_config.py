@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from fetcher.config import SCHEMA, Config, load_config, parse_config
-from fetcher.settings import FeedSettings
 from fetcher.errors import ConfigError
+from fetcher.settings import FeedSettings
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.toml"
 

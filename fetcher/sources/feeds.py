@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+FEED_ACCEPT = ("application/rss+xml, application/atom+xml;q=0.9, application/xml;q=0.8, "
+               "text/xml;q=0.8, */*;q=0.5")
 #: A gone feed (410) is asked again after this long.
 GONE_RETRY = timedelta(days=30)
 
@@ -120,7 +122,8 @@ class FeedReader:
         switched = await self._new_feed_url(url, target, page, trust)
         if switched is not None:
             moved_to, page, entries, trust = switched
-        entries += await self._follow_pages(url, page, trust)
+        entries += await self._follow_pages(url, page, trust,
+                                            {url, target, response.final_url})
         if moved_to is not None and moved_to != url:
             report.status, report.final_url = "moved", moved_to
             log.warning("%s: the feed has moved to %s; the new address is used from now on",
@@ -145,7 +148,8 @@ class FeedReader:
         return datetime.now(UTC) - gone > GONE_RETRY
 
     async def _get(self, key: str, url: str, headers: dict[str, str]) -> SmallResponse:
-        return await self.http.fetch_response(key, url, headers=headers,
+        return await self.http.fetch_response(key, url, headers={"Accept": FEED_ACCEPT,
+                                                                 **headers},
                                               max_bytes=self.settings.max_feed_bytes)
 
     def _parse(self, url: str, body: bytes) -> tuple[XMLKind, object]:
@@ -188,10 +192,11 @@ class FeedReader:
             return None
         return new, new_page, list(new_page.entries), new_trust
 
-    async def _follow_pages(self, url: str, first: FeedPage, trust: str) -> list[Entry]:
-        """Every further page of a paged or archived feed, each once."""
+    async def _follow_pages(self, url: str, first: FeedPage, trust: str,
+                            seen: set[str]) -> list[Entry]:
+        """Every further page of a paged or archived feed, each once (*seen*: the
+        addresses of the first page)."""
         entries: list[Entry] = []
-        seen: set[str] = set()
         queue = list(first.next_pages)
         pages = 1
         while queue:
@@ -206,7 +211,8 @@ class FeedReader:
             pages += 1
             try:
                 response = await self.http.fetch_response(
-                    url, page_url, max_bytes=self.settings.max_feed_bytes, trust=trust)
+                    url, page_url, max_bytes=self.settings.max_feed_bytes, trust=trust,
+                    headers={"Accept": FEED_ACCEPT})
                 kind, root = self._parse(page_url, response.body)
             except FetcherError as error:
                 entries.append(SourceError(page_url, f"feed page: {_reason(error)}"))

@@ -83,7 +83,7 @@ def _write(path: Path, episode: Episode, cover: bytes | None) -> None:
         if episode.description or episode.show_notes:
             tags["desc"] = [episode.description or episode.show_notes[:255]]
             tags["ldes"] = [episode.show_notes or episode.description]
-        tags["egid"] = [episode.guid.encode("utf-8")]
+        tags["egid"] = [episode.guid]
         if isinstance(episode.episode, int):
             tags["trkn"] = [(episode.episode, 0)]
         if episode.season is not None:

@@ -58,6 +58,8 @@ class Route:
     header_flood: int = 0
     #: Stream the body again and again, chunked, until the client hangs up.
     endless: bool = False
+    #: Answer If-None-Match / If-Modified-Since with 304 when they match.
+    conditional: bool = False
 
     def __post_init__(self) -> None:
         if self.etag is None:
@@ -127,6 +129,12 @@ class _Handler(BaseHTTPRequestHandler):
             return self._simple(entry, status, b"try later", extra)
         if route.redirect_to is not None:
             return self._simple(entry, route.redirect_status, b"", {"Location": route.redirect_to})
+        if route.conditional and (
+            self.headers.get("If-None-Match") == route.etag
+            or (self.headers.get("If-Modified-Since") == route.last_modified
+                and "If-None-Match" not in self.headers)
+        ):
+            return self._simple(entry, 304, b"", {"ETag": route.etag or ""})
 
         body = route.body
         headers = {"Content-Type": route.content_type, "Accept-Ranges": "bytes"}

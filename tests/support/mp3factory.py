@@ -22,10 +22,16 @@ def frames_for_ms(duration_ms: int) -> int:
     return max(1, duration_ms // FRAME_MS)
 
 
-def mp3_bytes(duration_ms: int = 2_000, *, seed: int = 0, xing: bool = False) -> bytes:
-    """Raw MPEG audio (no tags) that plays for *duration_ms* (rounded down to frames)."""
+def mp3_bytes(duration_ms: int = 2_000, *, seed: int = 0, xing: bool = False,
+              declared_ms: int | None = None) -> bytes:
+    """Raw MPEG audio (no tags) that plays for *duration_ms* (rounded down to frames).
+
+    With *declared_ms*, a Xing header declares that play time instead: a small file
+    that players and ffprobe take for a long one (for chapters far into an episode).
+    """
     rng = random.Random(seed)
     count = frames_for_ms(duration_ms)
+    xing = xing or declared_ms is not None
     body_size = FRAME_BYTES - len(_HEADER) - _SIDE_INFO
     frames = []
     if xing:
@@ -34,7 +40,8 @@ def mp3_bytes(duration_ms: int = 2_000, *, seed: int = 0, xing: bool = False) ->
         offset = 4 + _SIDE_INFO
         info[offset : offset + 4] = b"Xing"
         info[offset + 4 : offset + 8] = struct.pack(">I", 1)
-        info[offset + 8 : offset + 12] = struct.pack(">I", count)
+        declared = frames_for_ms(declared_ms) if declared_ms is not None else count
+        info[offset + 8 : offset + 12] = struct.pack(">I", declared)
         frames.append(bytes(info))
     pool = [_HEADER + bytes(_SIDE_INFO) + rng.randbytes(body_size) for _ in range(min(count, 64))]
     frames.extend(pool[index % len(pool)] for index in range(count))
