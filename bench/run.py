@@ -2,6 +2,7 @@
 
     python bench/run.py download [--files 8] [--size-mb 57.6] [--small 200] [--runs 5]
     python bench/run.py noop [--episodes 2000] [--runs 5]
+    python bench/run.py feeds [--feeds 100] [--runs 5]
     python bench/run.py all --smoke          # seconds-long version, run by CI
 
 ``download`` serves the same files to ``fetcher sync``, ``curl --parallel-max 4`` and
@@ -272,7 +273,8 @@ def bench_noop(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", choices=["download", "noop", "all"])
+    parser.add_argument("which", choices=["download", "noop", "feeds", "all"])
+    parser.add_argument("--feeds", type=int, default=100)
     parser.add_argument("--files", type=int, default=8)
     parser.add_argument("--size-mb", type=float, default=57.6)
     parser.add_argument("--small", type=int, default=200)
@@ -283,12 +285,16 @@ def main() -> None:
     args = parser.parse_args()
     if args.smoke:
         args.files, args.size_mb, args.small, args.small_mb = 2, 2.0, 5, 0.2
-        args.episodes, args.runs = [200], 1
+        args.episodes, args.runs, args.feeds = [200], 1, 5
     print(f"fetcher benchmarks on {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
     if args.which in ("download", "all"):
         bench_download(args)
     if args.which in ("noop", "all"):
         bench_noop(args)
+    if args.which in ("feeds", "all"):
+        from feeds import bench_feeds
+
+        bench_feeds(args.runs, args.feeds)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,128 @@
+"""Feed benchmarks: parsing big feeds, and a no-op run over unchanged feeds (304).
+
+    python bench/run.py feeds [--runs 5] [--feeds 100]
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+FIXTURES = HERE.parent / "tests" / "fixtures" / "feeds"
+
+
+def synthetic_feed(items: int) -> bytes:
+    """A feed shaped like a long-running show's: iTunes and Podcasting 2.0 elements,
+    show notes of a few hundred bytes per item (3,857 items make about 3.2 MB)."""
+    head = ('<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0" '
+            'xmlns:itunes="http://www.itunes.com/dtds/podcast-1.0.dtd" '
+            'xmlns:podcast="https://podcastindex.org/namespace/1.0" '
+            'xmlns:content="http://purl.org/rss/1.0/modules/content/">\n<channel>\n'
+            '<title>A Long Running Show</title><link>https://example.com/</link>\n'
+            '<itunes:image href="https://example.com/cover.jpg"/>\n')
+    parts = [head]
+    for n in range(items, 0, -1):
+        day = 1 + n % 28
+        parts.append(
+            f"<item><title>Episode {n}: A title of ordinary length</title>"
+            f'<guid isPermaLink="false">show-episode-{n:05d}-guid</guid>'
+            f"<pubDate>Mon, {day:02d} Jan 2024 10:00:00 +0000</pubDate>"
+            f"<description>Short summary of episode {n}.</description>"
+            f"<content:encoded><![CDATA[<p>Show notes for episode {n}, with "
+            f"<a href=\"https://example.com/{n}\">links</a> and a few sentences of text "
+            f"about what was discussed, who came on, and where to find more.</p>"
+            f"<ul><li>First topic</li><li>Second topic</li><li>Third topic</li></ul>]]>"
+            f"</content:encoded>"
+            f'<enclosure url="https://cdn.example.com/show/episode-{n:05d}.mp3" '
+            f'length="{40_000_000 + n}" type="audio/mpeg"/>'
+            f"<itunes:duration>{3600 + n % 900}</itunes:duration>"
+            f"<itunes:episode>{n}</itunes:episode><itunes:explicit>no</itunes:explicit>"
+            f'<podcast:chapters url="https://example.com/{n}/chapters.json" '
+            f'type="application/json+chapters"/>'
+            f"</item>\n")
+    parts.append("</channel>\n</rss>\n")
+    return "".join(parts).encode()
+
+
+_PARSE = """
+import sys, time, json, statistics
+from pathlib import Path
+from fetcher.sources.xmlsafe import parse_xml
+from fetcher.sources.rss import read_feed_page
+data = Path(sys.argv[1]).read_bytes()
+runs = int(sys.argv[2])
+def rss_kb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM"):
+            return int(line.split()[1])
+    return 0
+before = rss_kb()
+times = []
+for _ in range(runs):
+    start = time.perf_counter()
+    page = read_feed_page(parse_xml(data).root, source="bench", base_url="https://e.com/")
+    times.append(time.perf_counter() - start)
+print(json.dumps({"ms": statistics.median(times) * 1000, "best": min(times) * 1000,
+                  "entries": len(page.entries), "peak_mb": (rss_kb() - before) / 1024}))
+"""
+
+
+def bench_parse(runs: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        synthetic = Path(tmp) / "synthetic-3857.xml"
+        synthetic.write_bytes(synthetic_feed(3857))
+        cases = [FIXTURES / "giantbomb-730.xml", FIXTURES / "archiveorg-1449-items-no-guid.xml",
+                 synthetic]
+        for path in cases:
+            out = subprocess.run([sys.executable, "-c", _PARSE, str(path), str(runs)],
+                                 capture_output=True, text=True, check=True).stdout
+            figures = json.loads(out)
+            print(f"parse {path.name:<36} {path.stat().st_size / 1e6:5.2f} MB "
+                  f"{figures['entries']:>5} items: {figures['ms']:6.1f} ms median "
+                  f"(best {figures['best']:.1f}), memory +{figures['peak_mb']:.1f} MB")
+
+
+def bench_unchanged_feeds(count: int, runs: int) -> None:
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    from support.feeds import item, rss
+    from support.httpserver import TestServer
+    from support.mp3factory import mp3_bytes
+
+    with TestServer() as server, tempfile.TemporaryDirectory() as tmp:
+        urls = []
+        for n in range(count):
+            server.add(f"/a/{n}.mp3", body=mp3_bytes(200, seed=n))
+            server.add(f"/f/{n}.xml", body=rss(item(f"g{n}", server.url(f"/a/{n}.mp3")),
+                                              title=f"Show {n}"), conditional=True)
+            urls.append(server.url(f"/f/{n}.xml"))
+        config = Path(tmp) / "feeds.toml"
+        config.write_text(f'[archive]\ndir = "{tmp}/archive"\n[sources]\npaths = '
+                          f"{json.dumps(urls)}\n[tags]\ncover = false\n", encoding="utf-8")
+        first = subprocess.run([sys.executable, "-m", "fetcher", "sync", "-c", str(config),
+                                "--json"], capture_output=True, text=True, timeout=600)
+        counts = json.loads(first.stdout)["counts"]
+        if counts["downloaded"] != count:
+            raise SystemExit(f"first run did not archive every feed: {counts}")
+        walls = []
+        for _ in range(runs):
+            server.reset_stats()
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "fetcher", "sync", "-c", str(config), "-q"],
+                           check=True, timeout=600)
+            walls.append(time.perf_counter() - start)
+            statuses = {e.status for e in server.log}
+            if statuses != {304} or len(server.log) != count:
+                raise SystemExit(f"a no-op run asked more than one 304 per feed: {statuses}")
+        print(f"no-op sync over {count} unchanged feeds (one 304 each, no audio): "
+              f"{statistics.median(walls):.3f} s wall (median of {runs})")
+
+
+def bench_feeds(runs: int, feeds: int) -> None:
+    bench_parse(max(runs, 3))
+    bench_unchanged_feeds(feeds, runs)
