@@ -7,7 +7,14 @@ archive. Everything they take and return is exported here too.
 """
 
 from fetcher._version import __version__
-from fetcher.config import ArchiveConfig, Config, SourcesConfig, load_config
+from fetcher.config import (
+    ArchiveConfig,
+    Config,
+    HooksConfig,
+    SourceConfig,
+    SourcesConfig,
+    load_config,
+)
 from fetcher.errors import (
     ArchiveError,
     ArchiveLockedError,
@@ -27,12 +34,14 @@ from fetcher.events import (
     Failed,
     Finished,
     Outcome,
+    PlanReady,
     Restarted,
     Retrying,
     Started,
     Status,
 )
-from fetcher.model import Chapter, Episode, Skipped, Transcript
+from fetcher.filters import Filters, make_filters
+from fetcher.model import Chapter, Episode, FeedRecord, Person, Skipped, Transcript
 from fetcher.plan import Action, Plan, Step, build_plan
 from fetcher.settings import DownloadSettings, FeedSettings, TagSettings
 from fetcher.sources import (
@@ -66,19 +75,25 @@ __all__ = [
     "Event",
     "EventSink",
     "Failed",
+    "FeedRecord",
     "FeedSettings",
     "FetcherError",
+    "Filters",
     "Finished",
+    "HooksConfig",
     "Loaded",
     "ManifestError",
     "Outcome",
+    "Person",
     "Plan",
+    "PlanReady",
     "Problem",
     "ReadOptions",
     "Record",
     "Restarted",
     "Retrying",
     "Skipped",
+    "SourceConfig",
     "SourceError",
     "SourceReport",
     "SourcesConfig",
@@ -95,6 +110,7 @@ __all__ = [
     "build_plan",
     "load_config",
     "load_episodes",
+    "make_filters",
     "read_sources",
     "run",
     "sync",

@@ -11,16 +11,16 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from fetcher import render
-from fetcher._version import __version__
+from fetcher.cliargs import build_parser, default_config
 from fetcher.config import Config, load_config
 from fetcher.errors import (
     ArchiveError,
@@ -29,6 +29,7 @@ from fetcher.errors import (
     FetcherError,
     TagError,
 )
+from fetcher.filters import make_filters
 from fetcher.store import Archive
 from fetcher.sync import sync
 
@@ -39,72 +40,6 @@ EXIT_LOCKED = 3
 EXIT_INTERRUPTED = 130
 
 log = logging.getLogger("fetcher")
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        print(f"fetcher: error: {message}", file=sys.stderr)
-        raise SystemExit(EXIT_USAGE)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="fetcher", description="Mirror podcasts into a verified archive.")
-    parser.add_argument("--version", action="version", version=f"fetcher {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    run = commands.add_parser("sync", help="download, verify, tag and record new episodes")
-    run.add_argument("sources", nargs="*", metavar="SOURCE",
-                     help="episode documents or directories (default: [sources] paths)")
-    _add_config(run)
-    run.add_argument("-o", "--output", type=Path, help="archive directory ([archive] dir)")
-    run.add_argument("-j", "--jobs", type=int, help="concurrent downloads ([download] jobs)")
-    run.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
-    run.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
-    _add_verbosity(run)
-
-    check = commands.add_parser("verify", help="re-hash archived files against the manifest")
-    _add_config(check)
-    check.add_argument("-o", "--output", type=Path, help="archive directory ([archive] dir)")
-    check.add_argument("--json", action="store_true", help="print one JSON report")
-    fix = check.add_mutually_exclusive_group()
-    fix.add_argument("--repair", action="store_true",
-                     help="forget damaged files (moved to .fetcher/damaged/) so that the "
-                          "next sync fetches them again")
-    fix.add_argument("--rebuild", action="store_true",
-                     help="rebuild a lost or damaged manifest from the archived files' tags")
-    _add_verbosity(check)
-
-    show = commands.add_parser("show", help="list the episodes sources hold")
-    show.add_argument("sources", nargs="*", metavar="SOURCE",
-                      help="documents, feeds or OPML lists (default: the config's sources)")
-    _add_config(show)
-    show.add_argument("--json", action="store_true", help="print one JSON array")
-    _add_verbosity(show)
-
-    export = commands.add_parser("export-opml",
-                                 help="write the archive's feeds as an OPML list")
-    _add_config(export)
-    export.add_argument("-o", "--output", type=Path, help="archive directory ([archive] dir)")
-    _add_verbosity(export)
-
-    tag = commands.add_parser("tag", help="tag one existing MP3 from one episode document")
-    tag.add_argument("mp3", type=Path, metavar="MP3")
-    tag.add_argument("doc", type=Path, metavar="DOC")
-    _add_config(tag)
-    _add_verbosity(tag)
-    return parser
-
-
-def _add_config(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", type=Path, help="TOML configuration file")
-
-
-def _add_verbosity(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("-q", "--quiet", action="store_true", help="errors only (for cron)")
-    group.add_argument("-v", "--verbose", action="store_true",
-                       help="debug output, tracebacks on errors")
 
 
 def _setup_logging(args: argparse.Namespace) -> None:
@@ -122,7 +57,10 @@ def _setup_logging(args: argparse.Namespace) -> None:
 
 
 def _config(args: argparse.Namespace) -> Config:
-    config = load_config(args.config)
+    path = args.config
+    if path is None and default_config().is_file():
+        path = default_config()
+    config = load_config(path)
     output = getattr(args, "output", None)
     if output is not None:
         config = replace(config, archive=replace(config.archive, dir=output))
@@ -132,6 +70,12 @@ def _config(args: argparse.Namespace) -> Config:
             raise ConfigError("must be from 1 to 64", key="--jobs")
         config = replace(config, download=replace(config.download, jobs=jobs))
     return config
+
+
+def _json_error(args: argparse.Namespace, code: int, error: Exception) -> None:
+    """With --json, a run that ends in exit 2 or 3 still prints one JSON object."""
+    if getattr(args, "json", False):
+        _print_json({"ok": False, "error": {"code": code, "message": str(error)}})
 
 
 def _print_json(data: Any) -> None:
@@ -147,8 +91,10 @@ def cmd_sync(args: argparse.Namespace) -> int:
     config = _config(args)
     if not args.sources and not config.sources.names:
         raise ConfigError("no sources: name them on the command line or in [sources] paths")
+    filters = make_filters(since=args.since, until=args.until, latest=args.latest,
+                           match=args.match, exclude=args.exclude, key="--")
     if args.dry_run:
-        report = sync(config, sources=args.sources, dry_run=True)
+        report = sync(config, sources=args.sources, dry_run=True, filters=filters)
         if args.json:
             _print_json(render.plan_json(report.plan))
         else:
@@ -164,7 +110,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
     redirect = logging_redirect_tqdm([log]) if bars else contextlib.nullcontext()
     try:
         with redirect:
-            report = sync(config, sources=args.sources, on_event=view, handle_signals=True)
+            report = sync(config, sources=args.sources, on_event=view, handle_signals=True,
+                          filters=filters, retry_failed=args.retry_failed)
     finally:
         view.close()
     for outcome in report.outcomes:
@@ -255,26 +202,40 @@ def cmd_export_opml(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_completion(args: argparse.Namespace) -> int:
+    from argcomplete.shell_integration import shellcode
+
+    sys.stdout.write(shellcode(["fetcher"], shell=args.shell))
+    return EXIT_OK
+
+
 def _terminate_as_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if "_ARGCOMPLETE" in os.environ:  # a shell asks for completions
+        import argcomplete
+
+        argcomplete.autocomplete(parser)
+    args = parser.parse_args(argv)
     _setup_logging(args)
     # SIGTERM (systemd, cron's kill) before the download loop takes over its own
     # handling ends the run like Ctrl-C: exit 130, nothing half-written.
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     handlers = {"sync": cmd_sync, "verify": cmd_verify, "show": cmd_show, "tag": cmd_tag,
-                "export-opml": cmd_export_opml}
+                "export-opml": cmd_export_opml, "completion": cmd_completion}
     try:
         return handlers[args.command](args)
     except ArchiveLockedError as error:
         log.error("%s", error)
+        _json_error(args, EXIT_LOCKED, error)
         return EXIT_LOCKED
     except (ConfigError, ArchiveError) as error:
         log.error("%s", error, exc_info=args.verbose)
+        _json_error(args, EXIT_USAGE, error)
         return EXIT_USAGE
     except FetcherError as error:
         log.error("%s", error, exc_info=args.verbose)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from fetcher.errors import ConfigError
+from fetcher.filters import Filters, make_filters
 from fetcher.model import Episode
 from fetcher.settings import DEFAULT_USER_AGENT, DownloadSettings, FeedSettings, TagSettings
 from fetcher.store.layout import DEFAULT_TEMPLATE, check_template
@@ -35,6 +36,7 @@ class SourceConfig:
     show: str | None = None
     #: The filename template for this source's episodes.
     filename: str | None = None
+    filters: Filters = field(default_factory=Filters)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +52,22 @@ class SourcesConfig:
         return tuple(dict.fromkeys([*self.paths, *(e.name for e in self.entries)]))
 
     def for_source(self, name: str) -> SourceConfig | None:
+        """The ``[[source]]`` table *name* (a feed URL, or a document's path) belongs
+        to: the same URL or path, or the directory that holds the document."""
         for entry in self.entries:
-            if entry.name == name:
+            if entry.name == name or name.startswith(entry.name.rstrip("/") + "/"):
                 return entry
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class HooksConfig:
+    """Commands run after each archived episode and once after a run (argv lists)."""
+
+    after_episode: tuple[str, ...] = ()
+    after_run: tuple[str, ...] = ()
+    #: Seconds a hook may run before it is stopped (and reported).
+    timeout: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +77,11 @@ class Config:
     download: DownloadSettings = field(default_factory=DownloadSettings)
     tags: TagSettings = field(default_factory=TagSettings)
     feeds: FeedSettings = field(default_factory=FeedSettings)
+    hooks: HooksConfig = field(default_factory=HooksConfig)
+
+    def filters_for(self, source: str) -> Filters:
+        entry = self.sources.for_source(source)
+        return entry.filters if entry is not None else Filters()
 
     def template_for_url(self, url: str) -> str:
         entry = self.sources.for_source(url)
@@ -129,6 +148,11 @@ SCHEMA: dict[str, dict[str, tuple[Check, str]]] = {
         "media": (_choice("audio", "any"), '"audio" or "any"'),
         "filename": (_string, "a filename template"),
     },
+    "hooks": {
+        "after_episode": (_string_list, "a command as a list of words"),
+        "after_run": (_string_list, "a command as a list of words"),
+        "timeout": (_number(1, 86400), "seconds from 1 to 86400"),
+    },
     "tags": {
         "id3_version": (_choice(3, 4), "3 or 4"),
         "cover": (_boolean, "true or false"),
@@ -155,7 +179,11 @@ def load_config(path: Path | None) -> Config:
     return parse_config(data, base=path.parent, path=path)
 
 
-SOURCE_KEYS = {"path": _string, "url": _string, "show": _string, "filename": _string}
+SOURCE_KEYS: dict[str, Check] = {
+    "path": _string, "url": _string, "show": _string, "filename": _string,
+    "since": _string, "until": _string, "match": _string, "exclude": _string,
+    "latest": _int(1, 1_000_000),
+}
 
 
 def parse_config(data: Mapping[str, Any], *, base: Path, path: Path | None = None) -> Config:
@@ -202,7 +230,11 @@ def parse_config(data: Mapping[str, Any], *, base: Path, path: Path | None = Non
     if tags_data.get("image_base_url") == "":
         tags_data["image_base_url"] = None
     tags = _fill(TagSettings(), tags_data)
-    return Config(archive_config, sources, download, tags, feeds)
+    hooks_data = data.get("hooks", {})
+    hooks = HooksConfig(tuple(hooks_data.get("after_episode", ())),
+                        tuple(hooks_data.get("after_run", ())),
+                        float(hooks_data.get("timeout", 300.0)))
+    return Config(archive_config, sources, download, tags, feeds, hooks)
 
 
 def _source_tables(tables: Any, base: Path, path: Path | None) -> tuple[SourceConfig, ...]:
@@ -218,8 +250,9 @@ def _source_tables(tables: Any, base: Path, path: Path | None) -> tuple[SourceCo
             if check is None:
                 raise ConfigError(f"unknown key (known: {', '.join(SOURCE_KEYS)})",
                                   key=f"{where}.{key}", path=path)
-            if not check(value) or not value.strip():
-                raise ConfigError(f"must be text, not {value!r}", key=f"{where}.{key}",
+            if not check(value) or (isinstance(value, str) and not value.strip()):
+                kind = "a whole number from 1" if key == "latest" else "text"
+                raise ConfigError(f"must be {kind}, not {value!r}", key=f"{where}.{key}",
                                   path=path)
         if ("path" in table) == ("url" in table):
             raise ConfigError("needs exactly one of path or url", key=where, path=path)
@@ -233,7 +266,13 @@ def _source_tables(tables: Any, base: Path, path: Path | None) -> tuple[SourceCo
             except ValueError as exc:
                 raise ConfigError(str(exc), key=f"{where}.filename", path=path) from None
         name = url if url is not None else _source(base, table["path"])
-        entries.append(SourceConfig(name, table.get("show"), table.get("filename")))
+        try:
+            filters = make_filters(since=table.get("since"), until=table.get("until"),
+                                   latest=table.get("latest"), match=table.get("match"),
+                                   exclude=table.get("exclude"), key=f"{where}.")
+        except ConfigError as exc:
+            raise ConfigError(str(exc), path=path) from None
+        entries.append(SourceConfig(name, table.get("show"), table.get("filename"), filters))
     return tuple(entries)
 
 

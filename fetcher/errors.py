@@ -151,6 +151,14 @@ class NotAudioError(VerifyError):
     """The body does not start with an ID3 tag or an MPEG audio frame."""
 
 
+def is_permanent(error: FetcherError) -> bool:
+    """A failure that the same request would meet again (404, 410, not audio, a size
+    refused): tried again on a growing schedule, not every run."""
+    if isinstance(error, HTTPStatusError):
+        return error.status in (400, 401, 403, 404, 405, 410, 451)
+    return isinstance(error, NotAudioError | SizeMismatchError | RedirectError)
+
+
 class TagError(FetcherError):
     """Writing or reading ID3 tags failed."""
 

@@ -69,7 +69,11 @@ class Status(enum.Enum):
     RETAGGED = "retagged"
     UP_TO_DATE = "up_to_date"
     SKIPPED = "skipped"
+    #: Failed for good earlier (404, not audio): tried again on a growing schedule.
+    DEFERRED = "deferred"
     FAILED = "failed"
+    #: Stopped by SIGINT/SIGTERM; resumes on the next run.
+    INTERRUPTED = "interrupted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +87,11 @@ class Outcome:
     reason: str | None = None
     #: Archive-relative paths of the transcripts beside the audio.
     transcripts: tuple[str, ...] = ()
+    #: When a deferred episode is tried again (ISO 8601).
+    next_try: str | None = None
+    #: What failures with one cause share (``unreachable http://host:80``), to report
+    #: them once with a count.
+    cause: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +102,17 @@ class EpisodeDone:
     outcome: Outcome
 
 
-Event = DownloadEvent | EpisodeDone
+@dataclass(frozen=True, slots=True)
+class PlanReady:
+    """The work is known before any download starts: episodes and bytes to fetch
+    (``unknown_sizes`` of them have no size yet)."""
+
+    episodes: int
+    bytes: int
+    unknown_sizes: int = 0
+
+
+Event = DownloadEvent | EpisodeDone | PlanReady
 EventSink = Callable[[Event], None]
 
 

@@ -17,12 +17,13 @@ import json
 import logging
 import os
 from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fetcher.audio import audio_kind, measure_duration_ms, tag_sha256
 from fetcher.config import Config
-from fetcher.errors import FetcherError, NotAudioError, redact_url
+from fetcher.errors import FetcherError, NotAudioError, is_permanent, redact_url
 from fetcher.events import EventSink, Outcome, Status
 from fetcher.extras import Chapters, SideFile, fetch_transcripts
 from fetcher.failpoints import failpoint
@@ -181,7 +182,7 @@ class Finisher:
                 tag_sha256=tag_digest,
                 etag=downloaded.etag,
                 last_modified=downloaded.last_modified,
-                tag_hash=tag_fingerprint(episode, self.config.tags),
+                tag_hash=self._tag_hash(episode),
                 duration_ms=duration,
                 size_discrepancy=downloaded.size_discrepancy,
                 archived_at=(previous.archived_at if previous and previous.archived_at
@@ -224,7 +225,7 @@ class Finisher:
             file_mtime_ns=stat.st_mtime_ns,
             audio_sha256=audio_digest,
             tag_sha256=digest,
-            tag_hash=tag_fingerprint(episode, self.config.tags),
+            tag_hash=self._tag_hash(episode),
             duration_ms=duration,
             updated_at=now_iso(),
             last_error=None,
@@ -254,15 +255,31 @@ class Finisher:
             hasher = self._hasher = self.archive.url_hasher() or url_digest
         return hasher(url)
 
-    def _remember_failure(self, episode: Episode, message: str) -> None:
+    def _tag_hash(self, episode: Episode) -> str:
+        """The fingerprint of what the tag holds; without its cover, one that the next
+        run sees as changed, so that it tries the cover again."""
+        fingerprint = tag_fingerprint(episode, self.config.tags)
+        return fingerprint + "+no-cover" if self._images.cover_missing(episode) else fingerprint
+
+    def _remember_failure(self, episode: Episode, message: str,
+                          error: FetcherError | None = None) -> None:
+        """Record a failure; a permanent one gets its next try (1 day, doubling to 30)."""
         with contextlib.suppress(FetcherError):
-            if self.manifest.get(episode.guid) is not None:
-                self.manifest.record_error(episode.guid, message, now_iso())
+            record = self.manifest.get(episode.guid)
+            next_try = None
+            if error is not None and is_permanent(error):
+                failures = record.failures if record is not None else 0
+                wait = timedelta(days=min(2 ** failures, 30))
+                next_try = (datetime.now(UTC) + wait).isoformat(timespec="seconds")
+            if record is not None:
+                self.manifest.record_error(episode.guid, message, now_iso(),
+                                           next_try=next_try)
             else:
                 self.manifest.save(
-                    Record(episode.guid, episode.show_slug, str(episode.source),
+                    Record(episode.guid, episode.show_slug, redact_url(episode.source),
                            redact_url(episode.audio_url), last_error=message,
-                           last_error_at=now_iso(), url_hash=self._url_hash(episode.audio_url))
+                           last_error_at=now_iso(), url_hash=self._url_hash(episode.audio_url),
+                           failures=1 if next_try else 0, next_try=next_try)
                 )
 
 

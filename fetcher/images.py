@@ -24,13 +24,31 @@ class Images:
         self.settings = settings
         self.http: Http | None = None
         self._futures: dict[str, asyncio.Future[bytes | None]] = {}
+        self._warned: set[str] = set()
+        self._missing: set[str] = set()
+
+    def cover_missing(self, episode: Episode) -> bool:
+        """True when *episode* should have a cover and its tag got none this run (the
+        next run tries again)."""
+        return episode.guid in self._missing
 
     async def for_episode(self, episode: Episode) -> tuple[bytes | None, dict[str, bytes]]:
-        """The cover and chapter images *episode*'s tag will carry."""
+        """The cover and chapter images *episode*'s tag will carry; a cover that cannot
+        be had is a warning once per show, naming what fixes it."""
         cover = None
         url = cover_url(episode, self.settings)
+        if url is None and self.settings.cover and episode.header_image:
+            self._warn_once(episode, f"covers skipped: the image {episode.header_image!r} "
+                                     "is relative and no base URL is known; set [tags] "
+                                     "image_base_url to the site it belongs to")
         if url is not None:
             cover = await self.get(episode.label, url, episode.trust)
+            if cover is None:
+                self._missing.add(episode.guid)
+                self._warn_once(episode, "a cover could not be fetched (see the log); "
+                                         "those episodes try again for it next run")
+            else:
+                self._missing.discard(episode.guid)
         images: dict[str, bytes] = {}
         for image_url in chapter_image_urls(episode, self.settings):
             data = await self.get(episode.label, image_url, episode.trust)
@@ -53,9 +71,14 @@ class Images:
             data = await self.http.fetch_small(label, url, trust=trust,
                                                max_bytes=self.settings.max_image_bytes)
         except FetcherError as error:
-            log.warning("%s: image skipped: %s", label, error)
+            log.info("%s: image skipped: %s", label, error)
             return None
         if picture_mime(data) is None:
-            log.warning("%s: image skipped: not JPEG or PNG", label)
+            log.info("%s: image skipped: not JPEG or PNG", label)
             return None
         return data
+
+    def _warn_once(self, episode: Episode, message: str) -> None:
+        if episode.show_slug not in self._warned:
+            self._warned.add(episode.show_slug)
+            log.warning("%s: %s", episode.show_name or episode.show_slug, message)

@@ -11,6 +11,7 @@ words go.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -135,6 +136,41 @@ class Skipped:
 
     source: str
     reason: str
+    #: The episode a filter left out (its guid and title stay in the report).
+    episode: Episode | None = None
+
+
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_LINE_BREAKS = re.compile(r"[\t\n\r]+")
+
+
+def clean_text(text: str, *, multiline: bool = False) -> str:
+    """*text* without NUL and other control characters (a NUL separates values in ID3,
+    so readers disagree about a title holding one); line breaks become spaces unless
+    *multiline*."""
+    text = _CONTROLS.sub("", text)
+    return text if multiline else _LINE_BREAKS.sub(" ", text)
+
+
+def cleaned(episode: Episode) -> tuple[Episode, list[str]]:
+    """*episode* with control characters removed from its text, and a warning per field
+    that had some."""
+    changes: dict[str, Any] = {}
+    warnings: list[str] = []
+    for name in ("title", "show_name", "description", "show_notes", "episode_padded"):
+        value = getattr(episode, name)
+        clean = clean_text(value, multiline=name in ("description", "show_notes"))
+        if clean != value:
+            changes[name] = clean
+            if name not in ("description", "show_notes") or "\x00" in value:
+                warnings.append(f"control characters removed from the {name.replace('_', ' ')}")
+    for name in ("hosts", "guests"):
+        values = getattr(episode, name)
+        clean_values = tuple(clean_text(v) for v in values)
+        if clean_values != values:
+            changes[name] = clean_values
+            warnings.append(f"control characters removed from the {name}")
+    return (replace(episode, **changes) if changes else episode), warnings
 
 
 def _number(value: Any) -> float | None:

@@ -14,10 +14,12 @@ import asyncio
 import logging
 import signal
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from fetcher.audio import kind_for, measure_duration_ms, payload_sha256, tag_sha256
-from fetcher.errors import FetcherError
+from fetcher.errors import FetcherError, HostUnreachableError, IncompleteDownloadError
 from fetcher.events import EpisodeDone, Outcome, Status
 from fetcher.finish import Finisher, uninterrupted
 from fetcher.model import Episode
@@ -32,15 +34,27 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def static_outcome(step: Step) -> Outcome:
-    """The outcome of a step that needs no work."""
+def static_outcome(step: Step, root: Path | None = None) -> Outcome:
+    """The outcome of a step that needs no work (paths under *root*, the archive)."""
     if step.action is Action.UP_TO_DATE:
         assert step.record is not None
-        return Outcome(Status.UP_TO_DATE, step.source, step.episode, None,
+        path = root / step.path if root is not None and step.path is not None else None
+        return Outcome(Status.UP_TO_DATE, step.source, step.episode, path,
                        step.record.file_bytes, reason=step.reason)
     if step.action is Action.SKIP:
         return Outcome(Status.SKIPPED, step.source, step.episode, reason=step.reason)
+    if step.action is Action.DEFER:
+        assert step.record is not None
+        return Outcome(Status.DEFERRED, step.source, step.episode, reason=step.reason,
+                       error=step.record.last_error, next_try=step.record.next_try)
     return Outcome(Status.FAILED, step.source, step.episode, error=step.reason)
+
+
+def host_of_url(url: str) -> str:
+    try:
+        return urlsplit(url).netloc or url
+    except ValueError:
+        return url
 
 
 class Pipeline(Finisher):
@@ -50,7 +64,7 @@ class Pipeline(Finisher):
         outcomes: dict[int, Outcome] = {}
         for index, step in enumerate(plan.steps):
             if step.action not in (Action.DOWNLOAD, Action.RETAG):
-                outcome = static_outcome(step)
+                outcome = static_outcome(step, self.archive.root)
                 outcomes[index] = outcome
                 if step.action is Action.INVALID and step.episode is not None:
                     self._remember_failure(step.episode, step.reason)
@@ -76,8 +90,9 @@ class Pipeline(Finisher):
                     if isinstance(result, Outcome):
                         outcomes[index] = result
                     elif isinstance(result, asyncio.CancelledError):
-                        outcomes[index] = Outcome(Status.FAILED, step.source, step.episode,
-                                                  error="interrupted; will resume next run")
+                        outcomes[index] = Outcome(Status.INTERRUPTED, step.source,
+                                                  step.episode,
+                                                  reason="interrupted; resumes next run")
                     else:
                         raise result
         return [outcomes[i] for i in sorted(outcomes)], interrupted
@@ -133,8 +148,13 @@ class Pipeline(Finisher):
             else:
                 outcome = await self._retag(step, episode)
         except FetcherError as error:
-            self._remember_failure(episode, str(error))
-            outcome = Outcome(Status.FAILED, episode.source, episode, error=str(error))
+            self._remember_failure(episode, str(error), error)
+            cause = None
+            if isinstance(error, HostUnreachableError | IncompleteDownloadError) and (
+                    "cannot connect" in str(error) or "unreachable" in str(error)):
+                cause = f"{host_of_url(error.url)} unreachable"
+            outcome = Outcome(Status.FAILED, episode.source, episode, error=str(error),
+                              cause=cause)
         except OSError as error:
             message = f"{episode.label}: {error.strerror or error}"
             if error.filename:
@@ -142,6 +162,11 @@ class Pipeline(Finisher):
             self._remember_failure(episode, message)
             outcome = Outcome(Status.FAILED, episode.source, episode, error=message)
         self.on_event(EpisodeDone(episode.label, outcome))
+        if self.config.hooks.after_episode and outcome.status in (Status.DOWNLOADED,
+                                                                  Status.RETAGGED):
+            from fetcher.hooks import run_after_episode
+
+            await run_after_episode(self.config.hooks, outcome)
         return outcome
 
     # --- a new or changed episode -----------------------------------------------------

@@ -11,6 +11,7 @@ import enum
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 from fetcher.errors import SourceError, redact_url
@@ -28,6 +29,8 @@ class Action(enum.Enum):
     RETAG = "retag"
     UP_TO_DATE = "up_to_date"
     SKIP = "skip"
+    #: Failed for good earlier; its next try is not due yet.
+    DEFER = "defer"
     INVALID = "invalid"
 
 
@@ -77,21 +80,43 @@ def build_plan(
     tag_settings: TagSettings,
     *,
     stat: StatFn = stat_or_none,
+    retry_failed: bool = False,
+    now: datetime | None = None,
 ) -> Plan:
-    """What each entry needs; *template* names files (or chooses a template per episode)."""
+    """What each entry needs; *template* names files (or chooses a template per episode).
+
+    A download that failed for good (see :func:`fetcher.errors.is_permanent`) is
+    deferred until its next try is due, unless *retry_failed* or its URL changed.
+    """
     entries = list(entries)
+    moment = (now or datetime.now(UTC)).isoformat(timespec="seconds")
     url_hash = archive.url_hasher()
     taken: dict[str, str] = {r.path: r.guid for r in records.values() if r.path is not None}
     steps: list[Step] = []
     for entry in entries:
         if isinstance(entry, Skipped):
-            steps.append(Step(Action.SKIP, entry.reason, source=entry.source))
+            steps.append(Step(Action.SKIP, entry.reason, entry.episode, source=entry.source))
         elif isinstance(entry, SourceError):
             steps.append(Step(Action.INVALID, str(entry), source=entry.source))
         else:
-            steps.append(_decide(entry, records.get(entry.guid), archive, template,
-                                 tag_settings, taken, stat, url_hash))
+            record = records.get(entry.guid)
+            step = _decide(entry, record, archive, template, tag_settings, taken, stat,
+                           url_hash)
+            if (step.action is Action.DOWNLOAD and record is not None and record.next_try
+                    and not retry_failed and _utc(record.next_try) > moment
+                    and not _url_changed(record, entry.audio_url, url_hash)):
+                step = replace(step, action=Action.DEFER, reason=(
+                    f"failed {record.failures} time(s) for good ({record.last_error}); "
+                    f"next try {record.next_try} (--retry-failed tries now)"))
+            steps.append(step)
     return Plan(tuple(steps))
+
+
+def _utc(text: str) -> str:
+    try:
+        return datetime.fromisoformat(text).astimezone(UTC).isoformat(timespec="seconds")
+    except ValueError:
+        return ""
 
 
 def _assign_path(episode: Episode, template: str | Callable[[Episode], str],

@@ -17,11 +17,13 @@ from fetcher.events import (
     Event,
     Failed,
     Finished,
+    PlanReady,
     Restarted,
     Retrying,
     Started,
     Status,
 )
+from fetcher.render import size
 
 log = logging.getLogger("fetcher")
 
@@ -34,13 +36,32 @@ class ProgressView:
         self.bars = bars
         self._overall: tqdm[Any] | None = None
         self._files: dict[str, tqdm[Any]] = {}
+        #: The plan's byte total is known: file bars do not move the overall total.
+        self._planned = False
+        #: Failures that share a cause (a host unreachable): reported once, counted.
+        self._causes: dict[str, int] = {}
+        self._retried: set[str] = set()
 
     def __call__(self, event: Event) -> None:
+        if isinstance(event, PlanReady):
+            self._plan(event)
+            return
+        if isinstance(event, Retrying):
+            # One line per episode that is retried, not one per attempt.
+            if event.key not in self._retried:
+                self._retried.add(event.key)
+                self._info(f"{event.key}: {event.reason}; retrying")
+            return
         if self.bars:
             self._draw(event)
         if isinstance(event, EpisodeDone):
             outcome = event.outcome
-            if outcome.status is Status.FAILED:
+            if outcome.status is Status.FAILED and outcome.cause is not None:
+                count = self._causes.get(outcome.cause, 0)
+                self._causes[outcome.cause] = count + 1
+                if count == 0:
+                    self._write_error(outcome.error or "failed")
+            elif outcome.status is Status.FAILED:
                 self._write_error(outcome.error or "failed")
             elif outcome.status is Status.DOWNLOADED:
                 self._info(f"downloaded {event.key} -> {outcome.path}")
@@ -59,12 +80,23 @@ class ProgressView:
         else:
             log.error("%s", message)
 
+    def _plan(self, event: PlanReady) -> None:
+        unknown = f", {event.unknown_sizes} of unknown size" if event.unknown_sizes else ""
+        if event.episodes:
+            self._info(f"{event.episodes} to download, {size(event.bytes)}{unknown}")
+        if self.bars and event.episodes:
+            overall = self._overall_bar()
+            overall.total = event.bytes or None
+            overall.refresh()
+            self._planned = event.unknown_sizes == 0
+
     def _draw(self, event: Event) -> None:
         overall = self._overall_bar()
         if isinstance(event, Started):
-            remaining = (event.total - event.offset) if event.total is not None else 0
-            overall.total = (overall.total or 0) + max(remaining, 0)
-            overall.refresh()
+            if not self._planned:
+                remaining = (event.total - event.offset) if event.total is not None else 0
+                overall.total = (overall.total or 0) + max(remaining, 0)
+                overall.refresh()
             bar = self._files.get(event.key)
             if bar is None:
                 bar = tqdm(total=event.total, initial=event.offset, desc=event.key[-28:],
@@ -81,9 +113,6 @@ class ProgressView:
         elif isinstance(event, Restarted):
             overall.total = (overall.total or 0) + event.discarded
             overall.refresh()
-        elif isinstance(event, Retrying):
-            tqdm.write(f"fetcher: {event.key}: {event.reason}; retry {event.attempt} "
-                       f"in {event.wait:.1f}s", file=self.stream)
         elif isinstance(event, Finished | Failed):
             bar = self._files.pop(event.key, None)
             if bar is not None:
@@ -97,6 +126,11 @@ class ProgressView:
         return self._overall
 
     def close(self) -> None:
+        for cause, count in self._causes.items():
+            if count > 1:
+                self._write_error(f"{cause}: {count} episodes not archived "
+                                  f"({count - 1} not attempted after the first failed)")
+        self._causes.clear()
         for bar in self._files.values():
             bar.close()
         self._files.clear()

@@ -8,7 +8,7 @@ from fetcher.errors import SourceError, redact_url
 from fetcher.events import Outcome, Status
 from fetcher.model import Chapter, Episode, Skipped, clock
 from fetcher.plan import Action, Plan
-from fetcher.sync import SyncReport
+from fetcher.sync import SyncReport, plan_ready
 
 
 def size(n: int | None) -> str:
@@ -103,13 +103,16 @@ STATUS_WORDS = {
     Status.RETAGGED: "re-tagged",
     Status.UP_TO_DATE: "up to date",
     Status.SKIPPED: "skipped",
+    Status.DEFERRED: "deferred",
     Status.FAILED: "failed",
+    Status.INTERRUPTED: "interrupted",
 }
 ACTION_WORDS = {
     Action.DOWNLOAD: "download",
     Action.RETAG: "re-tag",
     Action.UP_TO_DATE: "up to date",
     Action.SKIP: "skip",
+    Action.DEFER: "deferred",
     Action.INVALID: "error",
 }
 
@@ -126,6 +129,8 @@ def outcome_json(outcome: Outcome) -> dict[str, Any]:
         "path": str(outcome.path) if outcome.path else None,
         "bytes": outcome.bytes,
         "error": outcome.error,
+        "reason": outcome.reason,
+        "next_try": outcome.next_try,
         "transcripts": list(outcome.transcripts),
     }
 
@@ -141,9 +146,12 @@ def report_json(report: SyncReport) -> dict[str, Any]:
 
 
 def plan_json(plan: Plan) -> dict[str, Any]:
+    ready = plan_ready(plan)
     return {
         "dry_run": True,
         "counts": {action.value: plan.count(action) for action in Action},
+        "download": {"episodes": ready.episodes, "bytes": ready.bytes,
+                     "unknown_sizes": ready.unknown_sizes},
         "episodes": [
             {
                 "source": _source(step.source),
@@ -169,6 +177,9 @@ def plan_text(plan: Plan) -> list[str]:
         lines.append(f"{ACTION_WORDS[step.action]:<10}  {name}{target}  ({step.reason})")
     counts = ", ".join(f"{plan.count(a)} {ACTION_WORDS[a]}" for a in Action)
     lines.append(f"dry run: {counts}; nothing was written")
+    ready = plan_ready(plan)
+    unknown = f" (and {ready.unknown_sizes} of unknown size)" if ready.unknown_sizes else ""
+    lines.append(f"{ready.episodes} to download, {size(ready.bytes)}{unknown}")
     return lines
 
 

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fetcher.config import Config
-from fetcher.errors import ArchiveError
-from fetcher.events import EventSink, Outcome, Status, ignore
+from fetcher.errors import ArchiveError, ConfigError
+from fetcher.events import EventSink, Outcome, PlanReady, Status, ignore
+from fetcher.filters import NO_FILTERS, Filters, apply_filters
 from fetcher.journal import recover_journals
 from fetcher.model import FeedRecord
 from fetcher.pipeline import Pipeline, static_outcome
@@ -46,6 +47,8 @@ class SyncReport:
 
     @property
     def ok(self) -> bool:
+        """Nothing failed in this run (deferred episodes failed earlier) and it was not
+        interrupted."""
         return not self.interrupted and self.count(Status.FAILED) == 0
 
 
@@ -56,10 +59,13 @@ def sync(
     dry_run: bool = False,
     on_event: EventSink = ignore,
     handle_signals: bool = False,
+    filters: Filters = NO_FILTERS,
+    retry_failed: bool = False,
 ) -> SyncReport:
     """:func:`run` in a new event loop (for callers that run none)."""
     return asyncio.run(run(config, sources=sources, dry_run=dry_run, on_event=on_event,
-                           handle_signals=handle_signals))
+                           handle_signals=handle_signals, filters=filters,
+                           retry_failed=retry_failed))
 
 
 async def run(
@@ -69,16 +75,24 @@ async def run(
     dry_run: bool = False,
     on_event: EventSink = ignore,
     handle_signals: bool = False,
+    filters: Filters = NO_FILTERS,
+    retry_failed: bool = False,
 ) -> SyncReport:
     """Bring the archive up to date with the sources; see the module docstring.
 
     With *handle_signals*, SIGINT and SIGTERM stop the run cleanly (the loop must be
-    the main thread's).
+    the main thread's). *filters* apply to every source, on top of each source's own;
+    *retry_failed* tries episodes that failed for good now, not on their schedule.
+    ConfigError when a local source does not exist (nothing is created then).
     """
     archive = Archive(config.archive.dir)
     names: list[str | Path] = list(sources) if sources else list(config.sources.names)
+    for name in names:
+        if not str(name).lower().startswith(("http://", "https://")) and \
+                not await asyncio.to_thread(Path(name).exists):
+            raise ConfigError(f"{name}: no such file or directory (named as a source)")
     if dry_run:
-        return await _dry_run(config, archive, names)
+        return await _dry_run(config, archive, names, filters)
     if not archive.manifest_path.exists() and archive.holds_files():
         raise ArchiveError(
             f"{archive.root}: holds files but no manifest ({archive.manifest_path}); "
@@ -95,15 +109,32 @@ async def run(
             hasher = archive.url_hasher() or url_digest
             states = ArchiveFeedStates(manifest, hasher)
             loaded = await read_sources(names, read_options(config, states))
-            plan = build_plan(loaded.entries, manifest.records(), archive,
-                              config.template_for, config.tags)
+            entries = apply_filters(loaded.entries, config.filters_for, filters)
+            plan = build_plan(entries, manifest.records(), archive, config.template_for,
+                              config.tags, retry_failed=retry_failed)
+            on_event(plan_ready(plan))
             pipeline = Pipeline(config, archive, manifest, on_event)
             outcomes, interrupted = await pipeline.run(plan, handle_signals)
             manifest.mark_feeds_incomplete(
                 {hasher(o.episode.feed_url) for o in outcomes
-                 if o.status is Status.FAILED and o.episode and o.episode.feed_url}
+                 if o.status in (Status.FAILED, Status.INTERRUPTED)
+                 and o.episode and o.episode.feed_url}
             )
-    return SyncReport(plan, tuple(outcomes), interrupted, sources=tuple(loaded.sources))
+    report = SyncReport(plan, tuple(outcomes), interrupted, sources=tuple(loaded.sources))
+    if config.hooks.after_run:
+        from fetcher.hooks import run_after_run
+
+        await run_after_run(config.hooks, report)
+    return report
+
+
+def plan_ready(plan: Plan) -> PlanReady:
+    """The totals of a plan's downloads: episodes, bytes still to fetch, unknown sizes."""
+    downloads = [s for s in plan.steps if s.action is Action.DOWNLOAD and s.episode]
+    known = [s for s in downloads if s.episode and s.episode.expected_bytes]
+    total = sum(max((s.episode.expected_bytes or 0) - s.resume_from, 0)
+                for s in known if s.episode)
+    return PlanReady(len(downloads), total, len(downloads) - len(known))
 
 
 class ArchiveFeedStates:
@@ -137,7 +168,8 @@ def read_options(config: Config, states: FeedStates | None) -> ReadOptions:
                        fingerprint=fingerprint, show_slugs=slugs)
 
 
-async def _dry_run(config: Config, archive: Store, names: list[str | Path]) -> SyncReport:
+async def _dry_run(config: Config, archive: Store, names: list[str | Path],
+                   filters: Filters) -> SyncReport:
     manifest = Manifest.open_readonly(archive.manifest_path)
     try:
         records = manifest.records() if manifest is not None else {}
@@ -145,7 +177,8 @@ async def _dry_run(config: Config, archive: Store, names: list[str | Path]) -> S
         if manifest is not None:
             manifest.close()
     loaded = await read_sources(names, read_options(config, None))
-    plan = build_plan(loaded.entries, records, archive, config.template_for, config.tags)
-    return SyncReport(plan, tuple(static_outcome(step) for step in plan.steps
+    entries = apply_filters(loaded.entries, config.filters_for, filters)
+    plan = build_plan(entries, records, archive, config.template_for, config.tags)
+    return SyncReport(plan, tuple(static_outcome(step, archive.root) for step in plan.steps
                                   if step.action not in (Action.DOWNLOAD, Action.RETAG)),
                       dry_run=True, sources=tuple(loaded.sources))

@@ -21,7 +21,7 @@ from fetcher.staging import sidecar_path
 from fetcher.store.local import Archive
 
 SUMMARY_KEYS = {"source", "guid", "show_slug", "episode", "title", "status", "path", "bytes",
-                "error", "transcripts"}
+                "error", "reason", "next_try", "transcripts"}
 
 
 def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -44,7 +44,8 @@ def test_first_run_archives_every_episode(corpus: Corpus) -> None:
     assert code == 0, [e["error"] for e in summary["episodes"]]  # type: ignore[union-attr]
     assert summary["ok"] is True
     assert summary["counts"] == {"downloaded": 5, "retagged": 0, "up_to_date": 0,
-                                 "skipped": 0, "failed": 0}
+                                 "skipped": 0, "deferred": 0, "failed": 0,
+                                 "interrupted": 0}
     episodes = summary["episodes"]
     assert isinstance(episodes, list)
     assert all(set(e) == SUMMARY_KEYS for e in episodes)
@@ -149,7 +150,9 @@ def test_second_concurrent_sync_exits_3(corpus: Corpus) -> None:
     archive.prepare()
     with archive.lock():
         result = run("sync", "-c", str(config))
+        as_json = run("sync", "-c", str(config), "--json")
     assert result.returncode == 3
+    assert json.loads(as_json.stdout)["error"]["code"] == 3 and as_json.returncode == 3
     assert "another fetcher sync is running" in result.stderr
     assert "Traceback" not in result.stderr
     assert corpus.audio_requests() == []
@@ -181,10 +184,15 @@ def test_one_failure_does_not_stop_the_others(corpus: Corpus) -> None:
     failed = [e for e in summary["episodes"] if e["status"] == "failed"]  # type: ignore[union-attr]
     assert "not audio" in failed[0]["error"] and failed[0]["guid"] == guid
     assert len(archived_files(corpus.archive)) == 4
-    # The next run tries only the failed one again.
+    # "Not audio" is a permanent failure: the next (hourly) run defers it, exit 0 ...
     corpus.server.add(f"/audio/{guid}.mp3", body=corpus.audio[guid])
     corpus.server.reset_stats()
     code, summary = sync_json(corpus.config())
+    assert code == 0 and summary["counts"]["deferred"] == 1  # type: ignore[index]
+    deferred = [e for e in summary["episodes"] if e["status"] == "deferred"]  # type: ignore[union-attr]
+    assert deferred[0]["next_try"] and corpus.audio_requests() == []
+    # ... and --retry-failed tries it now: only the failed one.
+    code, summary = sync_json(corpus.config(), "--retry-failed")
     assert code == 0 and summary["counts"]["downloaded"] == 1  # type: ignore[index]
 
 
@@ -221,6 +229,7 @@ def test_sigterm_mid_run_then_rerun_resumes(corpus: Corpus) -> None:
     assert "Traceback" not in err
     summary = json.loads(out)
     assert summary["interrupted"] is True
+    assert [e["status"] for e in summary["episodes"] if e["guid"] == guid] == ["interrupted"]
     partial = Archive(corpus.archive).partial_path(guid)
     reserve = json.loads(sidecar_path(partial).read_text())["reserve"]
     assert partial.read_bytes()[:3] == b"ID3"  # room for the tag, ahead of the body

@@ -135,7 +135,7 @@ def test_missing_audio_key_is_a_skip(make_doc: DocFactory) -> None:
         ({"podcast_bytes": True}, "not a whole number"),
         ({"date": "yesterday"}, "not ISO 8601"),
         ({"hosts": "x", "tags": 5}, "tags is a int"),
-        ({"episode": "six"}, "not an episode number"),
+        ({"episode": [6]}, "not an episode number"),
     ],
 )
 def test_bad_values_are_one_line_errors_naming_the_file(

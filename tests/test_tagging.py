@@ -185,7 +185,8 @@ def test_hidden_chapters_omitted_or_untoc(tmp_path: Path) -> None:
     omit, _ = make_mp3(tmp_path, 3_000, name="omit.mp3")
     tag(omit, episode)
     assert [c[2] for c in ffprobe_chapters(omit)] == ["a", "b"]
-    assert ffprobe_chapters(omit)[0][1] == 1_000  # ends where the hidden one began
+    # A visible chapter runs on to the next visible start: no stretch without a chapter.
+    assert ffprobe_chapters(omit)[0][1] == 2_000
     untoc, _ = make_mp3(tmp_path, 3_000, name="untoc.mp3")
     tag(untoc, episode, settings=TagSettings(hidden_chapters="untoc"))
     assert [c[2] for c in ffprobe_chapters(untoc)] == ["a", "ad", "b"]
@@ -201,6 +202,10 @@ def test_chapter_url_becomes_wxxx_and_images_only_when_enabled(tmp_path: Path) -
     chap = ID3(path).getall("CHAP")[0]
     assert chap.sub_frames.getall("WXXX")[0].url == "https://example.org/%C3%A4"
     assert chap.sub_frames.getall("APIC") == []
+    data = path.read_bytes()
+    start = data.index(b"WXXX")
+    size = int.from_bytes(data[start + 4:start + 8], "big")
+    assert data[start + 10:start + 10 + size].endswith(b"%C3%A4")  # no stray NUL
     tag(path, episode, images=images, settings=TagSettings(chapter_images=True))
     assert ID3(path).getall("CHAP")[0].sub_frames.getall("APIC")[0].data == PNG
 

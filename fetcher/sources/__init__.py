@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fetcher.errors import SourceError
-from fetcher.model import Episode, Skipped
+from fetcher.model import Episode, Skipped, cleaned
 from fetcher.settings import DownloadSettings, FeedSettings
 from fetcher.sources import documents
 from fetcher.sources.atom import read_atom_page
@@ -260,6 +260,9 @@ def _deduplicated(results: Iterable[list[Entry]]) -> Loaded:
     for entries in results:
         for entry in entries:
             if isinstance(entry, Episode):
+                entry, warnings = cleaned(entry)
+                for warning in warnings:
+                    log.warning("%s: %s", entry.label, warning)
                 first = seen.get(entry.guid)
                 if first is not None:
                     log.warning("%s: guid %s was already read from %s; this copy is ignored",

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fetcher.errors import SourceError
-from fetcher.model import Episode, Skipped, Transcript, parse_chapters
+from fetcher.model import Episode, Skipped, Transcript, clean_text, parse_chapters
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def episode_from_object(obj: dict[str, Any], path: Path, body: str) -> Entry:
     number = _episode_number(obj.get("episode"), path)
     padded = _optional_text(obj, "episode_padded", path)
     if padded is None:
-        padded = f"{number:04d}" if number is not None else ""
+        padded = f"{number:04d}" if isinstance(number, int) else number or ""
 
     chapters, warnings = parse_chapters(obj.get("podcast_chapters"))
     for warning in warnings:
@@ -217,11 +217,18 @@ def _parse_date(value: Any, path: Path) -> datetime:
     return date
 
 
-def _episode_number(value: Any, path: Path) -> int | None:
+def _episode_number(value: Any, path: Path) -> int | str | None:
+    """A number, or the publisher's own text (``p01``, ``T-0``, ``hurricanehelene``):
+    such episodes are published ones and are archived with their text."""
     if value is None:
         return None
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
+    if isinstance(value, str):
+        text = clean_text(value).strip()
+        if text.isdigit() and len(text) < 10:
+            return int(text)
+        if text:
+            return text[:60]
+        return None
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 10**9:
         raise SourceError(path, f"episode {_show(value)} is not an episode number")
     return value

@@ -99,6 +99,8 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE episodes ADD COLUMN format TEXT NOT NULL DEFAULT 'mp3';
     ALTER TABLE episodes ADD COLUMN files TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE episodes ADD COLUMN feed TEXT;
+    ALTER TABLE episodes ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE episodes ADD COLUMN next_try TEXT;
     CREATE TABLE feeds (
         key             TEXT PRIMARY KEY,
         url             TEXT NOT NULL,
@@ -148,8 +150,11 @@ class Record:
     #: Files kept beside the audio (transcripts, a chapters sidecar), as JSON:
     #: ``[{"kind", "path", "sha256", "bytes", "url_hash"}]``.
     files: str = "[]"
-    #: The feed the episode came from (its key in the feeds table), if any.
+    #: The feed the episode came from (redacted), if any.
     feed: str | None = None
+    #: Permanent failures in a row, and when the next try is due (ISO 8601).
+    failures: int = 0
+    next_try: str | None = None
 
 
 _COLUMNS = [f.name for f in fields(Record)]
@@ -298,12 +303,21 @@ class Manifest:
                 self._db.execute("ROLLBACK")
                 raise
 
-    def record_error(self, guid: str, message: str, when: str) -> None:
+    def record_error(self, guid: str, message: str, when: str, *,
+                     next_try: str | None = None) -> None:
+        """Remember a failure; with *next_try* (a permanent one) count it too."""
         with translated(self.path, "writing the manifest"):
-            self._db.execute(
-                "UPDATE episodes SET last_error = ?, last_error_at = ? WHERE guid = ?",
-                (message, when, guid),
-            )
+            if next_try is None:
+                self._db.execute(
+                    "UPDATE episodes SET last_error = ?, last_error_at = ? WHERE guid = ?",
+                    (message, when, guid),
+                )
+            else:
+                self._db.execute(
+                    "UPDATE episodes SET last_error = ?, last_error_at = ?, "
+                    "failures = failures + 1, next_try = ? WHERE guid = ?",
+                    (message, when, next_try, guid),
+                )
 
     def seal_urls(self, hasher: Callable[[str], str]) -> int:
         """Replace URLs stored in full (by an older fetcher) with their redacted form and

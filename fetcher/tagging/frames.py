@@ -10,8 +10,10 @@
 from __future__ import annotations
 
 import dataclasses
+import struct
 from collections.abc import Iterable, Mapping
 from datetime import UTC
+from typing import Any
 
 from mutagen.id3 import (
     APIC,
@@ -130,6 +132,15 @@ def chapter_frames(
     written = [c for c in chapters if c.toc or settings.hidden_chapters == "untoc"]
     if not written:
         return []
+    if len(written) < len(chapters):
+        # Hidden ("silent") chapters are left out: each visible chapter runs on to the
+        # next visible start, so no stretch of the audio is left without a chapter.
+        last_end = chapters[-1].end_ms
+        written = [
+            dataclasses.replace(c, end_ms=written[i + 1].start_ms if i + 1 < len(written)
+                                else last_end)
+            for i, c in enumerate(written)
+        ]
     chaps: list[Frame] = []
     toc_ids: list[str] = []
     for index, chapter in enumerate(written):
@@ -220,8 +231,36 @@ def encode_frames(frames: Iterable[Frame], *, version: int) -> bytes:
         if key in seen:
             continue
         seen.add(key)
-        data += save_frame(frame, config=config)
+        data += _encode(frame, config, version)
     return bytes(data)
+
+
+def _encode(frame: Any, config: ID3SaveConfig, version: int) -> bytes:
+    """One frame's bytes. URL frames (and chapters, which may hold one) are encoded
+    here: mutagen ends a URL with a NUL that some readers (eyeD3) keep as part of it."""
+    if frame.FrameID == "CHAP":
+        body = frame.element_id.encode("latin-1") + b"\x00" + struct.pack(
+            ">4I", frame.start_time, frame.end_time, frame.start_offset, frame.end_offset)
+        body += b"".join(_encode(sub, config, version) for sub in frame.sub_frames.values())
+        return bytes(_frame_header("CHAP", len(body), version) + body)
+    if frame.FrameID == "WXXX":
+        body = (bytes([Encoding.LATIN1]) + frame.desc.encode("latin-1", "replace") + b"\x00"
+                + frame.url.encode("latin-1", "replace"))
+        return bytes(_frame_header("WXXX", len(body), version) + body)
+    if frame.FrameID.startswith("W"):
+        body = frame.url.encode("latin-1", "replace")
+        return bytes(_frame_header(frame.FrameID, len(body), version) + body)
+    encoded: bytes = save_frame(frame, config=config)
+    return encoded
+
+
+def _frame_header(frame_id: str, size: int, version: int) -> bytes:
+    if version == 4:
+        size_bytes = bytes([(size >> 21) & 0x7F, (size >> 14) & 0x7F, (size >> 7) & 0x7F,
+                            size & 0x7F])
+    else:
+        size_bytes = struct.pack(">I", size)
+    return frame_id.encode("ascii") + size_bytes + b"\x00\x00"
 
 
 def wrap_tag(data: bytes, *, version: int, size: int | None = None) -> bytes:

@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import json
 import logging
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
 from fetcher.model import Chapter, Episode, normalise_chapters
 from fetcher.settings import TagSettings
@@ -85,8 +85,22 @@ def _origin(url: str | None) -> str | None:
 
 
 def latin1_url(url: str) -> str:
-    """Percent-encode what Latin-1 cannot carry (URL frames are Latin-1)."""
-    return quote(url, safe=":/?#[]@!$&'()*+,;=%~")
+    """*url* as a URL frame carries it (ASCII): an international host name in IDNA
+    (punycode), everything else that is not ASCII percent-encoded."""
+    safe = ":/?#[]@!$&'()*+,;=%~"
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        return quote(url, safe=safe)
+    if host and not host.isascii():
+        try:
+            ascii_host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            ascii_host = quote(host, safe="")
+        netloc = parts.netloc.replace(host, ascii_host)
+        url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return quote(url, safe=safe)
 
 
 
