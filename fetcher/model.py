@@ -63,6 +63,15 @@ Trust = str
 
 
 @dataclass(frozen=True, slots=True)
+class EpisodeDigest:
+    """What the document cache keeps of an episode for planning (see
+    :mod:`fetcher.sources.doccache`): its tag fingerprint and audio URL's keyed hash."""
+
+    fingerprint: str
+    url_hash: str
+
+
+@dataclass(frozen=True, slots=True)
 class Episode:
     """One podcast episode, independent of the format it was read from."""
 
@@ -105,6 +114,9 @@ class Episode:
     #: never a reason to skip.
     flags: tuple[str, ...] = ()
     trust: Trust = "own"
+    #: Set for a "light" episode read from the document cache: no show notes or audio
+    #: URL, only what planning needs; its document is read again when it needs work.
+    digest: EpisodeDigest | None = None
 
     @property
     def label(self) -> str:

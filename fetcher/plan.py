@@ -31,6 +31,8 @@ class Action(enum.Enum):
     SKIP = "skip"
     #: Failed for good earlier; its next try is not due yet.
     DEFER = "defer"
+    #: A document read from the cache needs work: read it in full, then plan again.
+    REREAD = "reread"
     INVALID = "invalid"
 
 
@@ -62,12 +64,12 @@ class Plan:
         return [s for s in self.steps if s.action in (Action.DOWNLOAD, Action.RETAG)]
 
 
-StatFn = Callable[[Path], os.stat_result | None]
+StatFn = Callable[[Path | str], os.stat_result | None]
 
 
-def stat_or_none(path: Path) -> os.stat_result | None:
+def stat_or_none(path: Path | str) -> os.stat_result | None:
     try:
-        return path.stat()
+        return os.stat(path)  # noqa: PTH116 - a str path: no Path object per episode
     except OSError:
         return None
 
@@ -102,6 +104,9 @@ def build_plan(
             record = records.get(entry.guid)
             step = _decide(entry, record, archive, template, tag_settings, taken, stat,
                            url_hash)
+            if entry.digest is not None and step.action is not Action.UP_TO_DATE:
+                step = Step(Action.REREAD, "changed since it was cached", entry,
+                            entry.source)
             if (step.action is Action.DOWNLOAD and record is not None and record.next_try
                     and not retry_failed and _utc(record.next_try) > moment
                     and not _url_changed(record, entry.audio_url, url_hash)):
@@ -129,7 +134,10 @@ def _assign_path(episode: Episode, template: str | Callable[[Episode], str],
     return path
 
 
-def _url_changed(record: Record, url: str, url_hash: Callable[[str], str] | None) -> bool:
+def _url_changed(record: Record, url: str, url_hash: Callable[[str], str] | None,
+                 known_hash: str | None = None) -> bool:
+    if record.url_hash and known_hash is not None:
+        return record.url_hash != known_hash
     if record.url_hash and url_hash is not None:
         return record.url_hash != url_hash(url)
     if not record.url:
@@ -165,7 +173,8 @@ def _decide(
 
     path = PurePosixPath(record.path)  # one parse: the step carries it on
     # A rebuilt manifest knows neither URL nor size: the file is adopted as it is.
-    if _url_changed(record, episode.audio_url, url_hash):
+    known = episode.digest.url_hash if episode.digest is not None else None
+    if _url_changed(record, episode.audio_url, url_hash, known):
         return download("audio URL changed", path)
     if (
         episode.expected_bytes is not None
@@ -176,7 +185,7 @@ def _decide(
             f"size changed ({record.expected_bytes} -> {episode.expected_bytes} bytes)", path
         )
     try:
-        current = stat(archive.absolute(record.path))
+        current = stat(archive.absolute_text(record.path))
     except Exception as exc:  # noqa: BLE001 - a hostile path in a damaged manifest
         return Step(Action.INVALID, f"{episode.source}: archived path refused: {exc}",
                     episode, episode.source)

@@ -113,6 +113,7 @@ ACTION_WORDS = {
     Action.UP_TO_DATE: "up to date",
     Action.SKIP: "skip",
     Action.DEFER: "deferred",
+    Action.REREAD: "re-read",
     Action.INVALID: "error",
 }
 
@@ -149,7 +150,8 @@ def plan_json(plan: Plan) -> dict[str, Any]:
     ready = plan_ready(plan)
     return {
         "dry_run": True,
-        "counts": {action.value: plan.count(action) for action in Action},
+        "counts": {action.value: plan.count(action) for action in Action
+                   if action is not Action.REREAD},
         "download": {"episodes": ready.episodes, "bytes": ready.bytes,
                      "unknown_sizes": ready.unknown_sizes},
         "episodes": [
@@ -175,7 +177,8 @@ def plan_text(plan: Plan) -> list[str]:
         name = step.episode.label if step.episode else str(step.source)
         target = f" -> {step.path}" if step.path and step.action is Action.DOWNLOAD else ""
         lines.append(f"{ACTION_WORDS[step.action]:<10}  {name}{target}  ({step.reason})")
-    counts = ", ".join(f"{plan.count(a)} {ACTION_WORDS[a]}" for a in Action)
+    counts = ", ".join(f"{plan.count(a)} {ACTION_WORDS[a]}" for a in Action
+                       if a is not Action.REREAD)
     lines.append(f"dry run: {counts}; nothing was written")
     ready = plan_ready(plan)
     unknown = f" (and {ready.unknown_sizes} of unknown size)" if ready.unknown_sizes else ""

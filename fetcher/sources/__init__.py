@@ -25,6 +25,7 @@ from fetcher.model import Episode, Skipped, cleaned
 from fetcher.settings import DownloadSettings, FeedSettings
 from fetcher.sources import documents
 from fetcher.sources.atom import read_atom_page
+from fetcher.sources.doccache import DocumentCache
 from fetcher.sources.feeds import FeedReader, FeedStates, SourceReport
 from fetcher.sources.formats import HEAD_BYTES, choose_format, describe, xml_kind
 from fetcher.sources.opml import read_opml
@@ -108,14 +109,17 @@ class ReadOptions:
     fingerprint: Callable[[str], str] = lambda url: ""
     show_slugs: dict[str, str] = field(default_factory=dict)
     retry_gone: bool = False
+    #: The document cache (see :mod:`fetcher.sources.doccache`), or None.
+    documents: DocumentCache | None = None
 
 
 def is_url(source: str | Path) -> bool:
     return isinstance(source, str) and source.lower().startswith(("http://", "https://"))
 
 
-def read_local(source: str | Path) -> list[Entry]:
-    """Every entry of one local path of episode documents; never raises."""
+def read_local(source: str | Path, cache: DocumentCache | None = None) -> list[Entry]:
+    """Every entry of one local path of episode documents; never raises. With *cache*,
+    a document whose size and mtime are those cached is not parsed."""
     path = Path(source)
     entries: list[Entry] = []
     try:
@@ -128,11 +132,30 @@ def read_local(source: str | Path) -> list[Entry]:
     except SourceError as exc:
         return [exc]
     for document in files:
+        name = str(document)
+        if cache is not None:
+            try:
+                info = document.stat()
+            except OSError:
+                info = None
+            if info is not None:
+                cached = cache.get(name, info.st_size, info.st_mtime_ns)
+                if cached is not None:
+                    entries += cached
+                    continue
         try:
-            entries.extend(documents.read_document(document))
+            read = documents.read_document(document)
         except SourceError as exc:
             entries.append(exc)
+            continue
+        if cache is not None and info is not None:
+            cache.put(name, info.st_size, info.st_mtime_ns, _cleaned_all(read))
+        entries.extend(read)
     return entries
+
+
+def _cleaned_all(entries: list[Episode | Skipped]) -> list[Entry]:
+    return [cleaned(e)[0] if isinstance(e, Episode) else e for e in entries]
 
 
 class _Reading:
@@ -160,7 +183,7 @@ class _Reading:
             return await (await self.feeds()).read(name)
         path = Path(name)
         if not await asyncio.to_thread(path.is_file):
-            entries = await asyncio.to_thread(read_local, path)
+            entries = await asyncio.to_thread(read_local, path, self.options.documents)
             return entries, [_documents_report(name, entries)]
         try:
             head = await asyncio.to_thread(_head, path)
@@ -169,7 +192,7 @@ class _Reading:
             return [error], [SourceReport(name, "unknown", "error", error=error.reason)]
         kind = choose_format(head)
         if kind == "documents":
-            entries = await asyncio.to_thread(read_local, path)
+            entries = await asyncio.to_thread(read_local, path, self.options.documents)
             return entries, [_documents_report(name, entries)]
         if kind == "xml":
             return await self._read_xml_file(path, name)
@@ -260,9 +283,10 @@ def _deduplicated(results: Iterable[list[Entry]]) -> Loaded:
     for entries in results:
         for entry in entries:
             if isinstance(entry, Episode):
-                entry, warnings = cleaned(entry)
-                for warning in warnings:
-                    log.warning("%s: %s", entry.label, warning)
+                if entry.digest is None:  # cached entries were cleaned when cached
+                    entry, warnings = cleaned(entry)
+                    for warning in warnings:
+                        log.warning("%s: %s", entry.label, warning)
                 first = seen.get(entry.guid)
                 if first is not None:
                     log.warning("%s: guid %s was already read from %s; this copy is ignored",

@@ -78,6 +78,10 @@ class Archive:
 
     def absolute(self, relative: PurePosixPath | str) -> Path:
         """The absolute path of an archive-relative path, refusing anything outside."""
+        return Path(self.absolute_text(relative))
+
+    def absolute_text(self, relative: PurePosixPath | str) -> str:
+        """:meth:`absolute` as text (planning stats one per archived episode)."""
         # String checks, not pathlib: the planner calls this once per archived episode.
         text = str(relative)
         parts = [p for p in text.split("/") if p not in ("", ".")]
@@ -85,7 +89,7 @@ class Archive:
             raise ArchiveError(f"{relative}: path leaves the archive")
         if parts[0] == STATE_DIR:
             raise ArchiveError(f"{relative}: path is inside fetcher's own state directory")
-        return Path(f"{self.root}/{'/'.join(parts)}")
+        return f"{self.root}/{'/'.join(parts)}"
 
     def existing_file(self, relative: PurePosixPath | str) -> Path:
         """An archived file to read or change: inside the archive, with no symbolic

@@ -7,9 +7,6 @@ refused with a clear message instead of being altered.
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, fields
@@ -18,105 +15,16 @@ from pathlib import Path
 
 from fetcher.errors import ManifestError, redact_url
 from fetcher.model import FeedRecord
-
-APPLICATION_ID = 0x46455443  # "FETC"
-_SQLITE_FULL = 13
-_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
-
-REBUILD_ADVICE = ("'fetcher verify --rebuild' moves it aside and rebuilds it from the "
-                  "archived files' tags")
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    """True for a full disk or quota, whichever library reported it."""
-    if isinstance(exc, OSError):
-        return exc.errno in _DISK_FULL
-    if isinstance(exc, sqlite3.Error):
-        code = getattr(exc, "sqlite_errorcode", None)
-        return code == _SQLITE_FULL or "disk is full" in str(exc)
-    return False
-
-
-def _no_space_left(path: Path) -> bool:
-    """True when the manifest's filesystem has no block left (SQLite then often reports
-    a plain I/O error instead of SQLITE_FULL)."""
-    try:
-        stats = os.statvfs(path.parent)
-    except OSError:
-        return False
-    return stats.f_bavail * stats.f_frsize < 64 * 1024
-
-
-@contextlib.contextmanager
-def translated(path: Path, doing: str) -> Iterator[None]:
-    """The one place sqlite3's errors become ManifestErrors (cause kept)."""
-    try:
-        yield
-    except sqlite3.Error as exc:
-        if is_disk_full(exc) or _no_space_left(path):
-            raise ManifestError(
-                f"{path}: disk full while {doing}; nothing was changed: free some space "
-                "and run again"
-            ) from exc
-        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-            raise ManifestError(f"{path}: manifest is locked by another program ({exc})") from exc
-        raise ManifestError(
-            f"{path}: manifest is damaged or not a database ({exc}); {REBUILD_ADVICE}"
-        ) from exc
-
-MIGRATIONS: tuple[str, ...] = (
-    # 1: the first schema.
-    """
-    CREATE TABLE episodes (
-        guid            TEXT PRIMARY KEY,
-        show_slug       TEXT NOT NULL,
-        source          TEXT NOT NULL,
-        url             TEXT NOT NULL,
-        path            TEXT UNIQUE,
-        expected_bytes  INTEGER,
-        received_bytes  INTEGER,
-        file_bytes      INTEGER,
-        file_mtime_ns   INTEGER,
-        audio_sha256    TEXT,
-        tag_sha256      TEXT,
-        etag            TEXT,
-        last_modified   TEXT,
-        tag_hash        TEXT,
-        duration_ms     INTEGER,
-        size_discrepancy INTEGER NOT NULL DEFAULT 0,
-        archived_at     TEXT,
-        updated_at      TEXT,
-        last_error      TEXT,
-        last_error_at   TEXT
-    );
-    """,
-    # 2: URLs are kept redacted; a keyed hash of the full URL notices a change.
-    """
-    ALTER TABLE episodes ADD COLUMN url_hash TEXT;
-    """,
-    # 3: feeds (conditional GET, moves, gone), audio formats, files beside the audio.
-    """
-    ALTER TABLE episodes ADD COLUMN format TEXT NOT NULL DEFAULT 'mp3';
-    ALTER TABLE episodes ADD COLUMN files TEXT NOT NULL DEFAULT '[]';
-    ALTER TABLE episodes ADD COLUMN feed TEXT;
-    ALTER TABLE episodes ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE episodes ADD COLUMN next_try TEXT;
-    CREATE TABLE feeds (
-        key             TEXT PRIMARY KEY,
-        url             TEXT NOT NULL,
-        final_url       TEXT,
-        etag            TEXT,
-        last_modified   TEXT,
-        status          TEXT NOT NULL DEFAULT 'ok',
-        gone_at         TEXT,
-        incomplete      INTEGER NOT NULL DEFAULT 0,
-        fingerprint     TEXT NOT NULL DEFAULT '',
-        title           TEXT NOT NULL DEFAULT '',
-        updated_at      TEXT
-    );
-    """,
+from fetcher.store.schema import (
+    APPLICATION_ID,
+    MIGRATIONS,
+    REBUILD_ADVICE,
+    SCHEMA_VERSION,
+    is_disk_full,
+    translated,
 )
-SCHEMA_VERSION = len(MIGRATIONS)
+
+__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "Manifest", "Record", "is_disk_full"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,6 +250,29 @@ class Manifest:
             # The old rows' pages also live in the write-ahead log until it is emptied.
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return len(rows)
+
+    # --- the document cache ------------------------------------------------------
+
+    def cached_documents(self) -> dict[str, tuple[int, int, str, str]]:
+        """(size, mtime_ns, settings key, entries JSON) by document path."""
+        with translated(self.path, "reading the manifest"):
+            rows = self._db.execute(
+                "SELECT path, size, mtime_ns, settings, entries FROM documents").fetchall()
+        return {row[0]: (row[1], row[2], row[3], row[4]) for row in rows}
+
+    def save_documents(self, rows: list[tuple[str, int, int, str, str]]) -> None:
+        if not rows:
+            return
+        with translated(self.path, "writing the manifest"):
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO documents (path, size, mtime_ns, settings, "
+                    "entries) VALUES (?, ?, ?, ?, ?)", rows)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     # --- feeds -------------------------------------------------------------------
 

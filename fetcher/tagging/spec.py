@@ -113,6 +113,8 @@ def final_chapters(episode: Episode, duration_ms: int | None) -> list[Chapter]:
 
 def tag_fingerprint(episode: Episode, settings: TagSettings) -> str:
     """A hash of everything that goes into the tag, to notice metadata changes."""
+    if episode.digest is not None:
+        return episode.digest.fingerprint
     chapters = [
         [c.start_ms, c.end_ms, c.title, c.url, c.img, c.toc] for c in episode.chapters
     ]

@@ -1,0 +1,90 @@
+"""A cache of what episode documents hold, keyed by (path, size, mtime).
+
+A cron run over a big archive reads thousands of documents that have not changed since
+the last run. For each one, the manifest keeps a digest of its entries: what the plan
+needs to see that an episode is up to date (guid, keyed hash of the audio URL, size,
+tag fingerprint) and what the report shows (show, title, number, date). An unchanged
+document then costs a stat instead of a parse. Entries read from the cache are "light"
+episodes (:attr:`Episode.digest` is set, the show notes are not there); when the plan
+finds one needs work, its document is read again in full.
+
+The digest depends on the tag settings (the fingerprint does): other settings, other
+cache key.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from fetcher.errors import SourceError
+from fetcher.model import Episode, EpisodeDigest, Skipped, Transcript
+
+Entry = Episode | Skipped | SourceError
+#: (size, mtime_ns, settings key, JSON of the entries) by path.
+CachedRows = dict[str, tuple[int, int, str, str]]
+
+
+@dataclass
+class DocumentCache:
+    """The cache for one run: rows loaded from the manifest, and new rows to save."""
+
+    rows: CachedRows
+    settings_key: str
+    fingerprint: Callable[[Episode], str]
+    url_hash: Callable[[str], str]
+    new_rows: list[tuple[str, int, int, str, str]] = field(default_factory=list)
+    hits: int = 0
+
+    def get(self, path: str, size: int, mtime_ns: int) -> list[Entry] | None:
+        row = self.rows.get(path)
+        if row is None or row[0] != size or row[1] != mtime_ns or row[2] != self.settings_key:
+            return None
+        try:
+            entries: list[Entry] = [_entry(item, path) for item in json.loads(row[3])]
+        except (ValueError, KeyError, TypeError):
+            return None
+        self.hits += 1
+        return entries
+
+    def put(self, path: str, size: int, mtime_ns: int, entries: list[Entry]) -> None:
+        if any(isinstance(e, SourceError) for e in entries):
+            return  # a broken document is read again (and reported) every run
+        items = [self._item(e) for e in entries if isinstance(e, Episode | Skipped)]
+        self.new_rows.append((path, size, mtime_ns, self.settings_key,
+                              json.dumps(items, ensure_ascii=False, separators=(",", ":"))))
+
+    def _item(self, entry: Episode | Skipped) -> dict[str, Any]:
+        if isinstance(entry, Skipped):
+            return {"skip": entry.reason}
+        return {
+            "g": entry.guid, "s": entry.show_slug, "n": entry.show_name, "t": entry.title,
+            "d": entry.date.isoformat(), "e": entry.episode, "p": entry.episode_padded,
+            "u": self.url_hash(entry.audio_url), "b": entry.expected_bytes,
+            "f": self.fingerprint(entry),
+            "tr": [[t.url, t.type, t.language, t.rel] for t in entry.transcripts],
+        }
+
+
+def _entry(item: dict[str, Any], path: str) -> Episode | Skipped:
+    if "skip" in item:
+        return Skipped(path, str(item["skip"]))
+    transcripts = tuple(Transcript(*t) for t in item.get("tr", ()))
+    return Episode(
+        guid=item["g"], show_slug=item["s"], show_name=item["n"], title=item["t"],
+        date=datetime.fromisoformat(item["d"]), audio_url="", source=path,
+        episode=item["e"], episode_padded=item["p"], expected_bytes=item["b"],
+        transcripts=transcripts, digest=EpisodeDigest(item["f"], item["u"]),
+    )
+
+
+def full(episode: Episode) -> bool:
+    """True for an episode read from its document (not a light one from the cache)."""
+    return episode.digest is None
+
+
+def as_light(episode: Episode, fingerprint: str, url_hash: str) -> Episode:
+    return replace(episode, digest=EpisodeDigest(fingerprint, url_hash))
