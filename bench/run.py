@@ -3,6 +3,7 @@
     python bench/run.py download [--files 8] [--size-mb 57.6] [--small 200] [--runs 5]
     python bench/run.py noop [--episodes 2000] [--runs 5]
     python bench/run.py feeds [--feeds 100] [--runs 5]
+    python bench/run.py retag
     python bench/run.py all --smoke          # seconds-long version, run by CI
 
 ``download`` serves the same files to ``fetcher sync``, ``curl --parallel-max 4`` and
@@ -273,7 +274,7 @@ def bench_noop(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", choices=["download", "noop", "feeds", "all"])
+    parser.add_argument("which", choices=["download", "noop", "feeds", "retag", "all"])
     parser.add_argument("--feeds", type=int, default=100)
     parser.add_argument("--files", type=int, default=8)
     parser.add_argument("--size-mb", type=float, default=57.6)
@@ -295,6 +296,10 @@ def main() -> None:
         from feeds import bench_feeds
 
         bench_feeds(args.runs, args.feeds)
+    if args.which in ("retag", "all"):
+        from retag import bench_retag
+
+        bench_retag()
 
 
 if __name__ == "__main__":
