@@ -166,7 +166,9 @@ class Finisher:
         stat = await asyncio.to_thread(target.stat)
         now = now_iso()
         previous = step.record
-        self.manifest.save(
+        # The commit (an fsync) runs in a thread: other downloads go on meanwhile.
+        await asyncio.to_thread(
+            self.manifest.save,
             Record(
                 guid=episode.guid,
                 show_slug=episode.show_slug,
@@ -233,7 +235,7 @@ class Finisher:
             files=json.dumps([f.as_json() for f in files]),
             feed=redact_url(episode.feed_url) if episode.feed_url else step.record.feed,
         )
-        self.manifest.save(record)
+        await asyncio.to_thread(self.manifest.save, record)
         return Outcome(Status.RETAGGED, episode.source, episode, target, stat.st_size,
                        transcripts=_transcripts(files))
 

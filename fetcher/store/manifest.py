@@ -7,11 +7,14 @@ refused with a clear message instead of being altered.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 from fetcher.errors import ManifestError, redact_url
 from fetcher.model import FeedRecord
@@ -69,6 +72,18 @@ _COLUMNS = [f.name for f in fields(Record)]
 _FEED_COLUMNS = [f.name for f in fields(FeedRecord)]
 
 
+T = TypeVar("T")
+
+
+def _locked(method: Callable[..., T]) -> Callable[..., T]:
+    @functools.wraps(method)
+    def wrapper(self: Manifest, *args: Any, **kwargs: Any) -> T:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 class Manifest:
     """Open with ``Manifest.open(path)``; use as a context manager to close it.
 
@@ -78,13 +93,17 @@ class Manifest:
     def __init__(self, connection: sqlite3.Connection, path: Path):
         self._db = connection
         self.path = path
+        # Writes may come from worker threads (a commit's fsync must not stall the event
+        # loop): one at a time.
+        self._lock = threading.RLock()
 
     @classmethod
     def open(cls, path: Path, *, create: bool = True) -> Manifest:
         if not path.exists() and not create:
             raise ManifestError(f"{path}: no manifest here; is this a fetcher archive?")
         with translated(path, "opening the manifest"):
-            connection = sqlite3.connect(path, isolation_level=None, timeout=5)
+            connection = sqlite3.connect(path, isolation_level=None, timeout=5,
+                                         check_same_thread=False)
             manifest = cls(connection, path)
             try:
                 manifest._check_version()  # before anything writes to a foreign file
@@ -166,12 +185,14 @@ class Manifest:
             version: int = self._db.execute("PRAGMA user_version").fetchone()[0]
         return version
 
+    @_locked
     def records(self) -> dict[str, Record]:
         """Every record, by guid."""
         with translated(self.path, "reading the manifest"):
             rows = self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM episodes").fetchall()
         return {row[0]: _record(row) for row in rows}
 
+    @_locked
     def get(self, guid: str) -> Record | None:
         with translated(self.path, "reading the manifest"):
             row = self._db.execute(
@@ -188,6 +209,7 @@ class Manifest:
             for row in rows:
                 yield _record(row)
 
+    @_locked
     def save(self, record: Record) -> None:
         """Insert or replace one record, durably."""
         values = asdict(record)
@@ -200,6 +222,7 @@ class Manifest:
                 values,
             )
 
+    @_locked
     def save_many(self, records: list[Record]) -> None:
         with translated(self.path, "writing the manifest"):
             self._db.execute("BEGIN IMMEDIATE")
@@ -211,6 +234,7 @@ class Manifest:
                 self._db.execute("ROLLBACK")
                 raise
 
+    @_locked
     def record_error(self, guid: str, message: str, when: str, *,
                      next_try: str | None = None) -> None:
         """Remember a failure; with *next_try* (a permanent one) count it too."""
@@ -227,6 +251,7 @@ class Manifest:
                     (message, when, next_try, guid),
                 )
 
+    @_locked
     def seal_urls(self, hasher: Callable[[str], str]) -> int:
         """Replace URLs stored in full (by an older fetcher) with their redacted form and
         keyed hash; returns how many rows changed."""
@@ -253,6 +278,7 @@ class Manifest:
 
     # --- the document cache ------------------------------------------------------
 
+    @_locked
     def cached_documents(self) -> dict[str, tuple[int, int, str, str]]:
         """(size, mtime_ns, settings key, entries JSON) by document path."""
         with translated(self.path, "reading the manifest"):
@@ -260,6 +286,7 @@ class Manifest:
                 "SELECT path, size, mtime_ns, settings, entries FROM documents").fetchall()
         return {row[0]: (row[1], row[2], row[3], row[4]) for row in rows}
 
+    @_locked
     def save_documents(self, rows: list[tuple[str, int, int, str, str]]) -> None:
         if not rows:
             return
@@ -276,6 +303,7 @@ class Manifest:
 
     # --- feeds -------------------------------------------------------------------
 
+    @_locked
     def get_feed(self, key: str) -> FeedRecord | None:
         """The feed stored under *key* (a keyed hash of its URL; ``url`` is redacted)."""
         with translated(self.path, "reading the manifest"):
@@ -288,6 +316,7 @@ class Manifest:
         values["incomplete"] = bool(values["incomplete"])
         return FeedRecord(**values)
 
+    @_locked
     def save_feed(self, key: str, record: FeedRecord) -> None:
         values = asdict(record)
         values["url"] = redact_url(record.url)
@@ -301,18 +330,21 @@ class Manifest:
                 f"VALUES ({', '.join(':' + c for c in columns)})", values,
             )
 
+    @_locked
     def mark_feeds_incomplete(self, keys: Iterable[str]) -> None:
         """Feeds with an episode not archived this run: read in full next time."""
         with translated(self.path, "writing the manifest"):
             self._db.executemany("UPDATE feeds SET incomplete = 1 WHERE key = ?",
                                  [(k,) for k in keys])
 
+    @_locked
     def feeds(self) -> list[FeedRecord]:
         with translated(self.path, "reading the manifest"):
             rows = self._db.execute(
                 f"SELECT {', '.join(_FEED_COLUMNS)} FROM feeds ORDER BY url").fetchall()
         return [FeedRecord(**dict(zip(_FEED_COLUMNS, row, strict=True))) for row in rows]
 
+    @_locked
     def delete(self, guid: str) -> None:
         with translated(self.path, "writing the manifest"):
             self._db.execute("DELETE FROM episodes WHERE guid = ?", (guid,))
