@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from mutagen.id3 import ID3
 from support.corpus import Corpus
+from support.docs import render_document, split_document
+from support.mp3factory import mp3_bytes
 
 from fetcher.audio import payload_sha256
 from fetcher.failpoints import POINTS
@@ -193,9 +195,20 @@ def test_random_kills_over_retags_fetch_no_archived_audio_again(
     archived = set(corpus.audio)
     corpus.server.reset_stats()
     for round_ in range(4):
-        for guid in corpus.audio:
+        for guid in archived:
             title = BIG_TITLE if rng.random() < 0.5 else f"Round {round_} {rng.random()}"
             corpus.edit(guid, title=title)
+        # A new episode each round: its download is killed at random moments too.
+        new_guid = f"new-episode-{round_}"
+        obj, body = split_document(corpus.paths[SEED_GUID])
+        audio = mp3_bytes(20_000, seed=100 + round_)
+        corpus.server.add(f"/audio/{new_guid}.mp3", body=audio, drip_delay=0.002,
+                          drip_size=16384)
+        obj.update(episode_guid=new_guid, episode=700 + round_, episode_padded="",
+                   title=f"New {round_}", podcast_bytes=len(audio),
+                   podcast_file=corpus.server.url(f"/audio/{new_guid}.mp3"))
+        (corpus.docs / f"{new_guid}.md").write_text(render_document(obj, body))
+        corpus.audio[new_guid] = audio
         process = subprocess.Popen([sys.executable, "-m", "fetcher", "sync", "-c",
                                     str(config), "-q"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -207,7 +220,7 @@ def test_random_kills_over_retags_fetch_no_archived_audio_again(
     refetched = [e for e in corpus.server.log
                  if e.path.startswith("/audio/") and e.path[7:-4] in archived]
     assert sum(e.sent for e in refetched) == 0 and refetched == []
-    assert assert_every_final_file_is_whole(corpus) == 5
+    assert assert_every_final_file_is_whole(corpus) == 5 + 4
     checked = verify(config)
     assert checked.returncode == 0, checked.stderr
 

@@ -353,3 +353,30 @@ def test_duplicate_guids_and_wrong_lengths(server: TestServer, tmp_path: Path) -
     assert result.returncode == 0, summary
     assert summary["counts"]["downloaded"] == 2 and summary["counts"]["skipped"] == 1
     assert "used again for other audio" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ALL_FEEDS)
+def test_every_audio_item_of_every_shared_feed_is_archived_with_its_chapters(
+    server: TestServer, tmp_path: Path, name: str
+) -> None:
+    served = serve_feed(server, name, declared_ms=4 * 3600 * 1000)
+    shown = json.loads(cli("show", served.url, "--json").stdout)
+    expected = {e["guid"]: e for e in shown if e["status"] == "episode"}
+    path = config(tmp_path, served.url, download={"jobs": 4, "per_host": 4, "retries": 0})
+    code, summary = sync_json(path)
+    assert code == 0, [e["error"] for e in summary["episodes"] if e["error"]][:3]
+    archived = {e["guid"]: e for e in summary["episodes"] if e["status"] == "downloaded"}
+    assert set(archived) == set(expected)
+    probed = False
+    for guid, episode in archived.items():
+        audio = tmp_path / "archive" / episode["path"]
+        if not expected[guid]["chapters_source"]:
+            continue
+        if audio.suffix == ".mp3":
+            assert ID3(audio).getall("CHAP"), audio.name
+            if not probed:
+                assert ffprobe_chapters(audio)
+                probed = True
+        else:
+            assert audio.with_name(audio.stem + ".chapters.json").is_file()
