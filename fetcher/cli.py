@@ -155,15 +155,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    import asyncio
-
+    from fetcher.aio import run_to_end
     from fetcher.ops import read_for_show
 
     config = _config(args)
     names = list(args.sources) or list(config.sources.names)
     if not names:
         raise ConfigError("no sources: name them on the command line or in [sources] paths")
-    loaded = asyncio.run(read_for_show(config, names))
+    loaded = run_to_end(read_for_show(config, names))
     if args.json:
         _print_json([render.entry_json(e) for e in loaded.entries])
     else:

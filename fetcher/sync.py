@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from fetcher.aio import run_to_end
 from fetcher.config import Config
 from fetcher.errors import ArchiveError, ConfigError
 from fetcher.events import EventSink, Outcome, PlanReady, Status, ignore
@@ -65,18 +66,9 @@ def sync(
     retry_failed: bool = False,
 ) -> SyncReport:
     """:func:`run` in a new event loop (for callers that run none)."""
-    reports: list[SyncReport] = []
-
-    async def main() -> None:
-        # The report is handed out through a list, not as the main task's result:
-        # asyncio.run formats that task (result included) when it restores the SIGINT
-        # handler, which for a report of 10,000 episodes took over a second.
-        reports.append(await run(config, sources=sources, dry_run=dry_run,
-                                 on_event=on_event, handle_signals=handle_signals,
-                                 filters=filters, retry_failed=retry_failed))
-
-    asyncio.run(main())
-    return reports[0]
+    return run_to_end(run(config, sources=sources, dry_run=dry_run, on_event=on_event,
+                          handle_signals=handle_signals, filters=filters,
+                          retry_failed=retry_failed))
 
 
 async def run(

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fetcher.aio import run_to_end
 from fetcher.errors import SourceError
 from fetcher.model import Episode, Skipped, cleaned
 from fetcher.settings import DownloadSettings, FeedSettings
@@ -274,7 +275,7 @@ async def read_sources(sources: Sequence[str | Path],
 def load_episodes(sources: Iterable[str | Path],
                   options: ReadOptions | None = None) -> Loaded:
     """:func:`read_sources` for callers that run no event loop."""
-    return asyncio.run(read_sources(list(sources), options))
+    return run_to_end(read_sources(list(sources), options))
 
 
 def _deduplicated(results: Iterable[list[Entry]]) -> Loaded:
