@@ -269,3 +269,51 @@ def test_completion_completes_commands(tmp_path: Path) -> None:
     cli(env=env)
     assert "sync" in (tmp_path / "out").read_text()
 
+
+
+def test_on_a_terminal_the_overall_percentage_never_goes_backwards(corpus: Corpus) -> None:
+    import fcntl
+    import pty
+    import re
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    process = subprocess.Popen([sys.executable, "-m", "fetcher", "sync", "-c",
+                                str(corpus.config())], stdin=slave, stdout=slave,
+                               stderr=slave, env={**os.environ, "COLUMNS": "120"})
+    os.close(slave)
+    output = bytearray()
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    process.wait(timeout=120)
+    os.close(master)
+    assert process.returncode == 0
+    text = output.decode(errors="replace")
+    assert "5 to download" in text
+    overall = [int(m) for m in re.findall(r"all:\s+(\d+)%", text)]
+    assert overall and overall == sorted(overall), overall
+
+
+def test_a_hidden_chapter_leaves_no_gap_through_the_tag_command(
+    corpus: Corpus, tmp_path: Path
+) -> None:
+    from support.mp3factory import write_mp3
+    from support.probe import ffprobe_chapters
+
+    chapters = {"version": "1.2.0", "chapters": [
+        {"startTime": 0, "title": "Intro"}, {"startTime": 1, "title": "Ad", "toc": False},
+        {"startTime": 2, "title": "Main"}]}
+    corpus.edit(SEED_GUID, podcast_chapters=chapters)
+    mp3 = write_mp3(tmp_path / "ep.mp3", 3_000)
+    result = cli("tag", str(mp3), str(corpus.paths[SEED_GUID]), "-c",
+                 str(corpus.config(tags={"cover": False})))
+    assert result.returncode == 0, result.stderr
+    assert ffprobe_chapters(mp3) == [(0, 2_000, "Intro"), (2_000, 3_000, "Main")]
