@@ -225,6 +225,15 @@ def payload_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
     return hasher.hexdigest()
 
 
+def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
+    """SHA-256 of every byte of *path* (audio that is not MP3 is hashed whole)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def tag_sha256(path: Path) -> str:
     """SHA-256 of the ID3v2 tag at the start of *path* (of nothing when there is none).
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from fetcher.errors import ConfigError
+from fetcher.errors import ConfigError, is_url
 from fetcher.filters import Filters, make_filters
 from fetcher.model import Episode
 from fetcher.settings import DEFAULT_USER_AGENT, DownloadSettings, FeedSettings, TagSettings
@@ -257,7 +257,7 @@ def _source_tables(tables: Any, base: Path, path: Path | None) -> tuple[SourceCo
         if ("path" in table) == ("url" in table):
             raise ConfigError("needs exactly one of path or url", key=where, path=path)
         url = table.get("url")
-        if url is not None and not url.lower().startswith(("http://", "https://")):
+        if url is not None and not is_url(url):
             raise ConfigError(f"must be an http(s) URL, not {url!r}", key=f"{where}.url",
                               path=path)
         if "filename" in table:
@@ -278,7 +278,7 @@ def _source_tables(tables: Any, base: Path, path: Path | None) -> tuple[SourceCo
 
 def _source(base: Path, value: str) -> str:
     """A source as given: a URL unchanged, a path resolved like every other path."""
-    if value.lower().startswith(("http://", "https://")):
+    if is_url(value):
         return value
     return str(_resolve(base, value))
 

@@ -47,8 +47,14 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
-def _is_url(source: str | Path) -> bool:
+def is_url(source: str | Path) -> bool:
+    """True for an http(s) URL (a source may also be a local path)."""
     return isinstance(source, str) and source.lower().startswith(("http://", "https://"))
+
+
+def shown_source(source: str) -> str:
+    """A source as messages and reports show it: a URL redacted, a path as it is."""
+    return redact_url(source) if is_url(source) else source
 
 
 class FetcherError(Exception):
@@ -80,7 +86,7 @@ class SourceError(FetcherError):
         line: int | None = None,
         column: int | None = None,
     ):
-        self.source = redact_url(str(source)) if _is_url(source) else str(source)
+        self.source = shown_source(str(source))
         where = self.source
         if line is not None:
             where += f":{line}"
@@ -95,10 +101,14 @@ class SourceError(FetcherError):
 class DownloadError(FetcherError):
     """Fetching an episode's audio failed."""
 
-    def __init__(self, message: str, *, url: str, episode: str | None = None):
+    def __init__(self, message: str, *, url: str, episode: str | None = None,
+                 unreachable: str | None = None):
         self.url = redact_url(url)
         self.episode = episode
         self.reason = message
+        #: The origin (scheme://host:port) no connection could be made to, when that is
+        #: why it failed: failures that share it are one cause.
+        self.unreachable = unreachable
         prefix = f"{episode}: " if episode else ""
         super().__init__(f"{prefix}{message} ({self.url})")
 

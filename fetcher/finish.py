@@ -21,9 +21,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fetcher.audio import audio_kind, measure_duration_ms, tag_sha256
+from fetcher.audio import audio_kind, file_sha256, measure_duration_ms, tag_sha256
 from fetcher.config import Config
-from fetcher.errors import FetcherError, NotAudioError, is_permanent, redact_url
+from fetcher.errors import FetcherError, NotAudioError, is_permanent, redact_url, shown_source
 from fetcher.events import EventSink, Outcome, Status
 from fetcher.extras import Chapters, SideFile, fetch_transcripts
 from fetcher.failpoints import failpoint
@@ -88,18 +88,10 @@ class Finisher:
             raise NotAudioError("no MPEG audio frames found in the body", episode=episode.label)
         tagged = await self._tag(partial, episode, duration, journal=False)
         failpoint("tagged")
+        log.debug("%s: %d tag bytes", episode.label, tagged.tag_bytes)
         # The audio was hashed as it streamed; only the new tag needs hashing now.
         digest = await asyncio.to_thread(tag_sha256, partial)
-        target = await asyncio.to_thread(self.archive.commit, partial, step.path)
-        failpoint("renamed")
-        files = await self._side_files(step, episode, target, "mp3")
-        stat = await self._record(step, episode, downloaded, target, duration, digest,
-                                  files=files)
-        sidecar_path(partial).unlink(missing_ok=True)
-        log.debug("%s: archived as %s (%d tag bytes)", episode.label, step.path,
-                  tagged.tag_bytes)
-        return Outcome(Status.DOWNLOADED, episode.source, episode, target, stat.st_size,
-                       transcripts=_transcripts(files))
+        return await self._archive(step, episode, downloaded, duration, digest, "mp3")
 
     async def _finish_other(self, step: Step, episode: Episode, downloaded: Downloaded,
                             kind: str) -> Outcome:
@@ -118,12 +110,21 @@ class Finisher:
         except FetcherError:
             discard_partial(partial)  # a file mutagen cannot read is not worth resuming
             raise
-        target = await asyncio.to_thread(self.archive.commit, partial, step.path)
-        files = await self._side_files(step, episode, target, kind, duration)
         whole = dataclasses.replace(downloaded, audio_sha256=digest)
-        stat = await self._record(step, episode, whole, target, duration, "", kind=kind,
-                                  files=files)
-        sidecar_path(partial).unlink(missing_ok=True)
+        return await self._archive(step, episode, whole, duration, "", kind)
+
+    async def _archive(self, step: Step, episode: Episode, downloaded: Downloaded,
+                       duration: int | None, tag_digest: str, kind: str) -> Outcome:
+        """Give a tagged partial file its final name, then fetch the files beside it,
+        then write its manifest row, then forget its sidecar."""
+        assert step.path is not None
+        target = await asyncio.to_thread(self.archive.commit, downloaded.path, step.path)
+        failpoint("renamed")
+        files = await self._side_files(step, episode, target, kind, duration)
+        stat = await self._record(step, episode, downloaded, target, duration, tag_digest,
+                                  kind=kind, files=files)
+        sidecar_path(downloaded.path).unlink(missing_ok=True)
+        log.debug("%s: archived as %s", episode.label, step.path)
         return Outcome(Status.DOWNLOADED, episode.source, episode, target, stat.st_size,
                        transcripts=_transcripts(files))
 
@@ -172,7 +173,7 @@ class Finisher:
             Record(
                 guid=episode.guid,
                 show_slug=episode.show_slug,
-                source=redact_url(episode.source),
+                source=shown_source(episode.source),
                 url=redact_url(episode.audio_url),
                 url_hash=self._url_hash(episode.audio_url),
                 path=str(step.path),
@@ -191,7 +192,7 @@ class Finisher:
                              else now),
                 updated_at=now,
                 format=kind,
-                files=json.dumps([f.as_json() for f in files or []]),
+                files=_files_json(files or []),
                 feed=redact_url(episode.feed_url) if episode.feed_url else None,
             )
         )
@@ -219,7 +220,7 @@ class Finisher:
         record = dataclasses.replace(
             step.record,
             show_slug=episode.show_slug,
-            source=redact_url(episode.source),
+            source=shown_source(episode.source),
             url=step.record.url or redact_url(episode.audio_url),
             url_hash=step.record.url_hash or self._url_hash(episode.audio_url),
             expected_bytes=step.record.expected_bytes or episode.expected_bytes,
@@ -232,7 +233,7 @@ class Finisher:
             updated_at=now_iso(),
             last_error=None,
             last_error_at=None,
-            files=json.dumps([f.as_json() for f in files]),
+            files=_files_json(files),
             feed=redact_url(episode.feed_url) if episode.feed_url else step.record.feed,
         )
         await asyncio.to_thread(self.manifest.save, record)
@@ -278,11 +279,16 @@ class Finisher:
                                            next_try=next_try)
             else:
                 self.manifest.save(
-                    Record(episode.guid, episode.show_slug, redact_url(episode.source),
+                    Record(episode.guid, episode.show_slug, shown_source(episode.source),
                            redact_url(episode.audio_url), last_error=message,
                            last_error_at=now_iso(), url_hash=self._url_hash(episode.audio_url),
                            failures=1 if next_try else 0, next_try=next_try)
                 )
+
+
+def _files_json(files: list[SideFile]) -> str:
+    """The manifest's record of the files beside an episode's audio."""
+    return json.dumps([f.as_json() for f in files])
 
 
 def _transcripts(files: list[SideFile]) -> tuple[str, ...]:
@@ -295,10 +301,3 @@ def _staged_kind(partial: Path, reserve: int) -> str:
         file.seek(reserve)
         return audio_kind(file.read(64)) or "mp3"
 
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while chunk := file.read(1 << 20):
-            digest.update(chunk)
-    return str(digest.hexdigest())

@@ -15,7 +15,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from fetcher.errors import redact_url
+from fetcher.errors import shown_source
 
 if TYPE_CHECKING:
     from fetcher.config import HooksConfig
@@ -32,8 +32,7 @@ def episode_payload(outcome: Outcome) -> dict[str, Any]:
         "status": outcome.status.value, "path": str(outcome.path) if outcome.path else None,
         "bytes": outcome.bytes, "guid": episode.guid, "show_slug": episode.show_slug,
         "show_name": episode.show_name, "episode": episode.episode, "title": episode.title,
-        "date": episode.date.isoformat(), "source": redact_url(episode.source)
-        if "://" in episode.source else episode.source,
+        "date": episode.date.isoformat(), "source": shown_source(episode.source),
         "transcripts": list(outcome.transcripts),
     }
 

@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 import os
-import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,22 +32,6 @@ TEMP_SUFFIX = ".tagging"
 def journal_name(path: Path) -> str:
     """The stem of the journal files that belong to *path*."""
     return hashlib.sha1(str(path.resolve()).encode()).hexdigest()
-
-
-def _check_inside(target: Path, root: Path) -> None:
-    """Raise ArchiveError unless *target* lies inside *root* with no link on the way."""
-    try:
-        parts = target.relative_to(root.resolve()).parts
-    except ValueError:
-        raise ArchiveError(f"{target}: outside the archive; journal refused") from None
-    current = root.resolve()
-    for part in parts:
-        if part in ("", ".", ".."):
-            raise ArchiveError(f"{target}: outside the archive; journal refused")
-        current = current / part
-        with contextlib.suppress(FileNotFoundError):
-            if stat.S_ISLNK(os.lstat(current).st_mode):
-                raise ArchiveError(f"{current}: is a symbolic link; journal refused")
 
 
 def write_journal(journal_dir: Path, path: Path, length: int) -> Path:
@@ -75,11 +59,13 @@ def finish_journal(record: Path) -> None:
     record.with_suffix(".bytes").unlink(missing_ok=True)
 
 
-def recover_journals(journal_dir: Path, *, root: Path) -> list[Path]:
+def recover_journals(journal_dir: Path, *, check: Callable[[Path], Path]) -> list[Path]:
     """Undo in-place tag writes that a crash interrupted; returns the files restored.
 
-    A journal may only restore a file inside *root* reached without a symbolic link:
-    a record planted to name a file elsewhere is refused and removed.
+    *check* admits the file a journal names (the archive's
+    :meth:`~fetcher.store.local.Archive.existing_target`: inside the archive, no link on
+    the way) or raises ArchiveError: a record planted to name a file elsewhere is
+    refused and removed.
     """
     restored: list[Path] = []
     if not journal_dir.is_dir():
@@ -93,9 +79,8 @@ def recover_journals(journal_dir: Path, *, root: Path) -> list[Path]:
         try:
             info: dict[str, Any] = json.loads(read_state(record))
             data = read_state(saved, limit=1 << 30)
-            target = Path(info["path"])
+            target = check(Path(info["path"]))
             head, size = int(info["head"]), int(info["size"])
-            _check_inside(target, root)
             if target.exists():
                 fd = open_nofollow(target, os.O_RDWR, one_link=False)
                 with os.fdopen(fd, "r+b") as file:
@@ -110,7 +95,7 @@ def recover_journals(journal_dir: Path, *, root: Path) -> list[Path]:
                 restored.append(target)
                 log.warning("%s: an interrupted re-tag was rolled back", target)
         except ArchiveError as exc:
-            log.error("%s: %s", record.name, exc)  # hostile or stale: never applied
+            log.error("%s: %s; journal refused", record.name, exc)  # never applied
         except (OSError, ValueError, KeyError) as exc:
             log.error("%s: cannot roll back an interrupted re-tag: %s", record, exc)
             continue

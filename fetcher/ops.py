@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fetcher.audio import measure_duration_ms
 from fetcher.config import Config
-from fetcher.errors import FetcherError, SourceError, TagError, redact_url
+from fetcher.errors import FetcherError, SourceError, TagError, is_url, redact_url
 from fetcher.model import Episode
 from fetcher.sources import Entry, Loaded, read_sources
 from fetcher.sources.documents import read_document
@@ -94,7 +94,7 @@ def feeds_as_opml(config: Config) -> str:
 
     subscriptions: dict[str, Subscription] = {}
     for name in config.sources.names:
-        if name.lower().startswith(("http://", "https://")):
+        if is_url(name):
             subscriptions[name] = Subscription(name)
     manifest = Manifest.open_readonly(Archive(config.archive.dir).manifest_path)
     if manifest is not None:

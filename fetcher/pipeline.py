@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from fetcher.audio import kind_for, measure_duration_ms, payload_sha256, tag_sha256
-from fetcher.errors import FetcherError, HostUnreachableError, IncompleteDownloadError
+from fetcher.errors import DownloadError, FetcherError
 from fetcher.events import EpisodeDone, Outcome, Status
 from fetcher.finish import Finisher, uninterrupted
 from fetcher.model import Episode
@@ -150,8 +150,7 @@ class Pipeline(Finisher):
         except FetcherError as error:
             self._remember_failure(episode, str(error), error)
             cause = None
-            if isinstance(error, HostUnreachableError | IncompleteDownloadError) and (
-                    "cannot connect" in str(error) or "unreachable" in str(error)):
+            if isinstance(error, DownloadError) and error.unreachable:
                 cause = f"{host_of_url(error.url)} unreachable"
             outcome = Outcome(Status.FAILED, episode.source, episode, error=str(error),
                               cause=cause)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fetcher.errors import SourceError, redact_url
+from fetcher.errors import SourceError, redact_url, shown_source
 from fetcher.events import Outcome, Status
 from fetcher.model import Chapter, Episode, Skipped, clock
 from fetcher.plan import Action, Plan
@@ -71,7 +71,7 @@ def entry_json(entry: Episode | Skipped | SourceError) -> dict[str, Any]:
 
 
 def _source(source: str | None) -> str | None:
-    return redact_url(source) if source and "://" in source else source
+    return shown_source(source) if source else source
 
 
 def entry_text(entry: Episode | Skipped | SourceError) -> list[str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from fetcher.aio import run_to_end
 from fetcher.config import Config
-from fetcher.errors import ArchiveError, ConfigError
+from fetcher.errors import ArchiveError, ConfigError, is_url
 from fetcher.events import EventSink, Outcome, PlanReady, Status, ignore
 from fetcher.filters import NO_FILTERS, Filters, apply_filters
 from fetcher.journal import recover_journals
@@ -91,8 +91,7 @@ async def run(
     archive = Archive(config.archive.dir)
     names: list[str | Path] = list(sources) if sources else list(config.sources.names)
     for name in names:
-        if not str(name).lower().startswith(("http://", "https://")) and \
-                not await asyncio.to_thread(Path(name).exists):
+        if not is_url(str(name)) and not await asyncio.to_thread(Path(name).exists):
             raise ConfigError(f"{name}: no such file or directory (named as a source)")
     if dry_run:
         return await _dry_run(config, archive, names, filters)
@@ -104,12 +103,13 @@ async def run(
         )
     await asyncio.to_thread(archive.prepare)
     with archive.lock():
-        await asyncio.to_thread(recover_journals, archive.journal_dir, root=archive.root)
+        await asyncio.to_thread(recover_journals, archive.journal_dir,
+                                check=archive.existing_target)
         with Manifest.open(archive.manifest_path) as manifest:
-            hasher = archive.url_hasher()
-            if hasher is not None and manifest.seal_urls(hasher):
+            keyed = archive.url_hasher()
+            if keyed is not None and manifest.seal_urls(keyed):
                 log.info("the manifest no longer holds full audio URLs (tokens redacted)")
-            hasher = archive.url_hasher() or url_digest
+            hasher = keyed or url_digest
             options = read_options(config, ArchiveFeedStates(manifest, hasher))
             options.documents = document_cache(config, manifest.cached_documents(), hasher)
             loaded = await read_sources(names, options)
@@ -154,20 +154,15 @@ async def _plan(config: Config, entries: list[Entry], records: dict[str, Record]
     again = await read_sources(sorted(stale), fresh)
     by_source: dict[str, list[Entry]] = {}
     for entry in again.entries:
-        by_source.setdefault(_source_of(entry), []).append(entry)
+        by_source.setdefault(entry.source, []).append(entry)
     merged: list[Entry] = []
     for entry in entries:
-        source = _source_of(entry)
-        if source in stale:
-            merged += by_source.pop(source, [])
+        if entry.source in stale:
+            merged += by_source.pop(entry.source, [])
         else:
             merged.append(entry)
     return build_plan(apply_filters(merged, config.filters_for, filters), records, archive,
                       config.template_for, config.tags, retry_failed=retry_failed)
-
-
-def _source_of(entry: Entry) -> str:
-    return entry.source
 
 
 def plan_ready(plan: Plan) -> PlanReady:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -21,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from fetcher.audio import file_digests, measure_duration_ms
+from fetcher.audio import file_digests, file_sha256, measure_duration_ms
 from fetcher.errors import ArchiveError, TagError
 from fetcher.journal import recover_journals
 from fetcher.staging import fsync_directory, fsync_file
@@ -62,7 +61,7 @@ def verify_archive(archive: Archive, *, repair: bool = False) -> list[Problem]:
     problems: list[Problem] = []
     with archive.lock(), Manifest.open(archive.manifest_path, create=False) as manifest:
         # An interrupted re-tag is undone first.
-        recover_journals(archive.journal_dir, root=archive.root)
+        recover_journals(archive.journal_dir, check=archive.existing_target)
         damaged: list[tuple[Record, str]] = []
         for record in manifest.iter_archived():
             problem = _check(archive, record)
@@ -96,7 +95,7 @@ def _check(archive: Archive, record: Record) -> str | None:
     if record.file_bytes is not None and size != record.file_bytes:
         return f"size changed: {size}, expected {record.file_bytes}"
     if record.format != "mp3":
-        if _sha256(path) != record.audio_sha256:
+        if file_sha256(path) != record.audio_sha256:
             return "altered: the file differs from what was archived"
         return _check_side_files(archive, record)
     tag_digest, audio_digest = file_digests(path)
@@ -123,17 +122,10 @@ def _check_side_files(archive: Archive, record: Record) -> str | None:
             return str(error)
         if not path.is_file():
             return f"{entry.get('kind', 'file')} {name} is missing"
-        if _sha256(path) != entry.get("sha256"):
+        if file_sha256(path) != entry.get("sha256"):
             return f"{entry.get('kind', 'file')} {name} was altered"
     return None
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while chunk := file.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _stray_files(archive: Archive) -> list[Path]:
@@ -184,7 +176,7 @@ def rebuild_manifest(archive: Archive) -> int:
     """
     archive.prepare()
     with archive.lock():
-        recover_journals(archive.journal_dir, root=archive.root)
+        recover_journals(archive.journal_dir, check=archive.existing_target)
         records = [r for p in _archived_files(archive) if (r := _record_from_file(archive, p))]
         seen: set[str] = set()
         unique = []

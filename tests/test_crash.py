@@ -42,9 +42,9 @@ def sync(config: Path, failpoint: str | None = None) -> subprocess.CompletedProc
                           capture_output=True, text=True, timeout=120, env=env)
 
 
-def verify(config: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "fetcher", "verify", "-c", str(config)],
-                          capture_output=True, text=True, timeout=120)
+def verify(config: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "fetcher", "verify", "-c", str(config),
+                           *extra], capture_output=True, text=True, timeout=120)
 
 
 def assert_every_final_file_is_whole(corpus: Corpus) -> int:
@@ -232,8 +232,7 @@ def test_a_deleted_manifest_is_refused_then_rebuilt_without_downloads(corpus: Co
         path.unlink()
     refused = sync(config)
     assert refused.returncode == 2 and "verify --rebuild" in refused.stderr
-    assert subprocess.run([sys.executable, "-m", "fetcher", "verify", "-c", str(config),
-                           "--rebuild"], capture_output=True, timeout=120).returncode == 0
+    assert verify(config, "--rebuild").returncode == 0
     corpus.server.reset_stats()
     assert sync(config).returncode == 0
     assert corpus.audio_requests() == []
@@ -248,8 +247,7 @@ def test_a_lost_state_directory_is_rebuilt_from_the_files_tags(corpus: Corpus) -
     shutil.rmtree(corpus.archive / ".fetcher")
     plain = verify(config)
     assert plain.returncode == 2 and "verify --rebuild" in plain.stderr
-    assert subprocess.run([sys.executable, "-m", "fetcher", "verify", "-c", str(config),
-                           "--rebuild"], capture_output=True, timeout=120).returncode == 0
+    assert verify(config, "--rebuild").returncode == 0
     corpus.server.reset_stats()
     assert sync(config).returncode == 0
     assert corpus.audio_requests() == []

@@ -19,6 +19,7 @@ from fetcher.journal import recover_journals, write_journal
 from fetcher.model import Chapter, Episode
 from fetcher.settings import TagSettings
 from fetcher.sources.documents import read_document
+from fetcher.store.local import Archive
 from fetcher.tagging.frames import PADDING
 from fetcher.tagging.spec import tag_fingerprint
 from fetcher.tagging.writer import Tagged, write_tags
@@ -287,7 +288,8 @@ def test_interrupted_in_place_write_is_rolled_back(tmp_path: Path) -> None:
     finally:
         writer._overwrite_in_place = original  # type: ignore[assignment]
     assert path.read_bytes() != good
-    assert recover_journals(journal, root=tmp_path) == [path.resolve()]
+    checked = Archive(tmp_path).existing_target
+    assert recover_journals(journal, check=checked) == [path.resolve()]
     assert path.read_bytes() == good
     assert list(journal.iterdir()) == []
 

@@ -35,7 +35,7 @@ from fetcher.errors import (
 )
 from fetcher.events import Advanced, EventSink, Failed, Finished, Restarted, Started, ignore
 from fetcher.failpoints import failpoint
-from fetcher.net.http import Http, Transient, body_error, origin, status_error
+from fetcher.net.http import Http, Transient, body_error, status_error
 from fetcher.settings import DownloadSettings
 from fetcher.staging import (
     Downloaded,
@@ -93,10 +93,7 @@ class Downloader(Http):
     async def fetch(self, request: DownloadRequest) -> Downloaded:
         """Download *request* into its partial file; raises a FetcherError on failure."""
         try:
-            known = self.unreachable.get(origin(request.url))
-            if known is not None:
-                raise HostUnreachableError(f"host unreachable earlier in this run ({known})",
-                                           url=request.url, episode=request.key)
+            self.check_reachable(request.key, request.url)
             async with self.jobs, self.host_limit(request.url):
                 result = await self.retried(request.key, lambda: self._attempt(request))
         except FetcherError as error:

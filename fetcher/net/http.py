@@ -52,15 +52,10 @@ MAX_REDIRECT_BODY = 64 * 1024
 class Transient(Exception):
     """Marks an error as worth another attempt; carries the typed error out."""
 
-    def __init__(
-        self, error: DownloadError, retry_after: float | None = None, *,
-        unreachable: str | None = None,
-    ):
+    def __init__(self, error: DownloadError, retry_after: float | None = None):
         super().__init__(str(error))
         self.error = error
         self.retry_after = retry_after
-        #: The origin (scheme://host:port) no connection could be made to at all.
-        self.unreachable = unreachable
 
 
 def origin(url: str) -> str:
@@ -185,9 +180,9 @@ class Http:
                 with try_:
                     return await attempt()
         except Transient as transient:
-            if transient.unreachable:
-                self.unreachable[transient.unreachable] = transient.error.reason
             error = transient.error
+            if error.unreachable:
+                self.unreachable[error.unreachable] = error.reason
             if transient.retry_after is not None and transient.retry_after > budget[0]:
                 raise DownloadError(
                     f"{error.reason}; the server asks to retry after "
@@ -249,10 +244,7 @@ class Http:
         assert self._client is not None, "use Http as an async context manager"
         url = start_url
         for _hop in range(self.settings.max_redirects + 1):
-            known = self.unreachable.get(origin(url))
-            if known is not None:
-                raise HostUnreachableError(f"host unreachable earlier in this run ({known})",
-                                           url=url, episode=key)
+            self.check_reachable(key, url)
             await guard.check(url, trust, allow_private=self.settings.allow_private_addresses,
                               key=key)
             response = await self._send(key, url, dict(headers or {}))
@@ -274,16 +266,23 @@ class Http:
         raise RedirectError(f"more than {self.settings.max_redirects} redirects",
                             url=start_url, episode=key)
 
+    def check_reachable(self, key: str, url: str) -> None:
+        """HostUnreachableError when *url*'s origin could not be reached earlier."""
+        where = origin(url)
+        known = self.unreachable.get(where)
+        if known is not None:
+            raise HostUnreachableError(f"host unreachable earlier in this run ({known})",
+                                       url=url, episode=key, unreachable=where)
+
     async def _send(self, key: str, url: str, headers: dict[str, str]) -> httpx.Response:
         assert self._client is not None
         try:
             request = self._client.build_request("GET", url, headers=headers)
             response = await self._client.send(request, stream=True)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise Transient(
-                IncompleteDownloadError(f"cannot connect ({cause(exc)})", url=url, episode=key),
-                unreachable=origin(url),
-            ) from None
+            raise Transient(IncompleteDownloadError(
+                f"cannot connect ({cause(exc)})", url=url, episode=key,
+                unreachable=origin(url))) from None
         except httpx.TimeoutException:
             raise Transient(IncompleteDownloadError(
                 "timed out waiting for an answer", url=url, episode=key)) from None

@@ -21,17 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fetcher.aio import run_to_end
-from fetcher.errors import SourceError
+from fetcher.errors import SourceError, is_url
 from fetcher.model import Episode, Skipped, cleaned
 from fetcher.settings import DownloadSettings, FeedSettings
 from fetcher.sources import documents
-from fetcher.sources.atom import read_atom_page
 from fetcher.sources.doccache import DocumentCache
-from fetcher.sources.feeds import FeedReader, FeedStates, SourceReport
-from fetcher.sources.formats import HEAD_BYTES, choose_format, describe, xml_kind
-from fetcher.sources.opml import read_opml
-from fetcher.sources.rss import read_feed_page
-from fetcher.sources.xmlsafe import NotXML, parse_xml
+from fetcher.sources.feeds import FeedReader, FeedStates, SourceReport, parse_feed, read_page
+from fetcher.sources.formats import HEAD_BYTES, choose_format, describe
 
 log = logging.getLogger(__name__)
 
@@ -112,10 +108,6 @@ class ReadOptions:
     retry_gone: bool = False
     #: The document cache (see :mod:`fetcher.sources.doccache`), or None.
     documents: DocumentCache | None = None
-
-
-def is_url(source: str | Path) -> bool:
-    return isinstance(source, str) and source.lower().startswith(("http://", "https://"))
 
 
 def read_local(source: str | Path, cache: DocumentCache | None = None) -> list[Entry]:
@@ -204,35 +196,22 @@ class _Reading:
     async def _read_xml_file(self, path: Path,
                              name: str) -> tuple[list[Entry], list[SourceReport]]:
         report = SourceReport(name, "feed")
+        limit = self.options.feeds.max_feed_bytes
         try:
-            data = await asyncio.to_thread(_read_limited, path, self.options.feeds.max_feed_bytes)
-            parsed = parse_xml(data)
-        except (OSError, NotXML) as exc:
-            error = SourceError(path, f"not a feed: {exc}")
+            kind, root = parse_feed(name, await asyncio.to_thread(_read_limited, path, limit))
+        except (OSError, SourceError) as exc:
+            error = exc if isinstance(exc, SourceError) else SourceError(
+                path, f"cannot read: {exc.strerror or exc}")
             report.status, report.error = "error", error.reason
             return [error], [report]
-        kind = xml_kind(parsed.root)
-        if kind is None:
-            error = SourceError(path, f"not a feed: it is {describe(data, parsed.root)}")
-            report.status, report.error = "error", error.reason
-            return [error], [report]
-        if parsed.recovered:
-            log.warning("%s: the feed is not well-formed XML (%s); read in recovery mode",
-                        path, parsed.recovered)
         if kind == "opml":
-            report.kind = "opml"
-            entries: list[Entry] = []
-            reports = [report]
-            for subscription in read_opml(parsed.root):
-                got, more = await self.read(subscription.url)
-                entries += got
-                reports += more
+            # Every feed the list names is a URL: read by the feed reader.
+            entries, reports = await (await self.feeds()).read_opml_list(root, report)
             report.episodes = sum(isinstance(e, Episode) for e in entries)
-            return entries, reports
-        reader = read_atom_page if kind == "atom" else read_feed_page
-        page = reader(parsed.root, source=name, base_url="", trust="own",
-                      show_slug=self.options.show_slugs.get(name),
-                      media=self.options.feeds.media)
+            return entries, [report, *reports]
+        page = read_page(kind, root, source=name, base_url="", trust="own",
+                         show_slug=self.options.show_slugs.get(name),
+                         media=self.options.feeds.media)
         for warning in page.warnings:
             log.warning("%s: %s", path, warning)
         report.episodes = sum(isinstance(e, Episode) for e in page.entries)

@@ -18,7 +18,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
-from fetcher.errors import FetcherError, SourceError, redact_url
+from lxml import etree
+
+from fetcher.errors import FetcherError, SourceError, redact_url, shown_source
 from fetcher.model import Episode, FeedRecord, Skipped
 from fetcher.settings import FeedSettings
 from fetcher.sources.atom import read_atom_page
@@ -57,7 +59,7 @@ class SourceReport:
     error: str | None = None
 
     def as_json(self) -> dict[str, object]:
-        return {"source": redact_url(self.source) if "://" in self.source else self.source,
+        return {"source": shown_source(self.source),
                 "kind": self.kind, "status": self.status,
                 "final_url": redact_url(self.final_url) if self.final_url else None,
                 "episodes": self.episodes, "error": self.error}
@@ -115,7 +117,7 @@ class FeedReader:
         moved_to = _permanent_target(target, response)
         kind, root = self._parse(url, response.body)
         if kind == "opml":
-            return await self._read_opml(root, report)
+            return await self.read_opml_list(root, report)
         trust = await _trust(response.final_url)
         page = self._page(url, kind, root, response.final_url, trust)
         entries: list[Entry] = list(page.entries)
@@ -152,24 +154,14 @@ class FeedReader:
                                                                  **headers},
                                               max_bytes=self.settings.max_feed_bytes)
 
-    def _parse(self, url: str, body: bytes) -> tuple[XMLKind, object]:
-        try:
-            parsed = parse_xml(body)
-        except NotXML as exc:
-            raise SourceError(url, f"not a feed: {describe(body)} ({exc})") from exc
-        kind = xml_kind(parsed.root)
-        if kind is None:
-            raise SourceError(url, f"not a feed: {describe(body, parsed.root)}")
-        if parsed.recovered:
-            log.warning("%s: the feed is not well-formed XML (%s); read in recovery mode",
-                        redact_url(url), parsed.recovered)
-        return kind, parsed.root
+    def _parse(self, url: str, body: bytes) -> tuple[XMLKind, etree._Element]:
+        return parse_feed(url, body)
 
-    def _page(self, url: str, kind: XMLKind, root: object, base: str, trust: str) -> FeedPage:
-        reader = read_atom_page if kind == "atom" else read_feed_page
-        return reader(root, source=url, base_url=base,  # type: ignore[arg-type]
-                      show_slug=self.show_slugs.get(url), trust=trust,
-                      media=self.settings.media)
+    def _page(self, url: str, kind: XMLKind, root: etree._Element, base: str,
+              trust: str) -> FeedPage:
+        return read_page(kind, root, source=url, base_url=base,
+                         show_slug=self.show_slugs.get(url), trust=trust,
+                         media=self.settings.media)
 
     async def _new_feed_url(self, url: str, target: str, page: FeedPage, trust: str
                             ) -> tuple[str, FeedPage, list[Entry], str] | None:
@@ -223,12 +215,14 @@ class FeedReader:
                 queue += [p for p in page.next_pages if p not in seen]
         return entries
 
-    async def _read_opml(self, root: object,
-                         report: SourceReport) -> tuple[list[Entry], list[SourceReport]]:
+    async def read_opml_list(self, root: etree._Element, report: SourceReport
+                             ) -> tuple[list[Entry], list[SourceReport]]:
+        """Every feed an OPML list names (*report* is the list's own): the entries, and a
+        report per feed."""
         report.kind = "opml"
         entries: list[Entry] = []
         reports: list[SourceReport] = []
-        for subscription in read_opml(root):  # type: ignore[arg-type]
+        for subscription in read_opml(root):
             got, more = await self.read(subscription.url)
             entries += got
             reports += more
@@ -237,6 +231,30 @@ class FeedReader:
     def _save(self, record: FeedRecord) -> None:
         if self.states is not None:
             self.states.save_feed(record)
+
+
+def parse_feed(source: str, body: bytes) -> tuple[XMLKind, etree._Element]:
+    """The kind (rss, atom, opml) and root of a feed's bytes; SourceError naming *source*
+    when they are not one (an HTML page, say). Recovery is a warning."""
+    try:
+        parsed = parse_xml(body)
+    except NotXML as exc:
+        raise SourceError(source, f"not a feed: {describe(body)} ({exc})") from exc
+    kind = xml_kind(parsed.root)
+    if kind is None:
+        raise SourceError(source, f"not a feed: {describe(body, parsed.root)}")
+    if parsed.recovered:
+        log.warning("%s: the feed is not well-formed XML (%s); read in recovery mode",
+                    redact_url(source), parsed.recovered)
+    return kind, parsed.root
+
+
+def read_page(kind: XMLKind, root: etree._Element, *, source: str, base_url: str,
+              show_slug: str | None, trust: str, media: str) -> FeedPage:
+    """One RSS or Atom page's episodes, skips and links."""
+    reader = read_atom_page if kind == "atom" else read_feed_page
+    return reader(root, source=source, base_url=base_url, show_slug=show_slug, trust=trust,
+                  media=media)
 
 
 def _reason(error: FetcherError) -> str:

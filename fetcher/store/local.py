@@ -111,6 +111,15 @@ class Archive:
                 raise ArchiveError(f"{current}: is a symbolic link; refusing to follow it")
         return path
 
+    def existing_target(self, path: Path) -> Path:
+        """:meth:`existing_file` for an absolute *path* (a journal names its file so)."""
+        try:
+            relative = path.relative_to(self.root.resolve())
+        except ValueError:
+            raise ArchiveError(f"{path}: outside the archive") from None
+        self.existing_file(relative.as_posix())
+        return path
+
     def check_state_dirs(self) -> None:
         """Refuse a state directory that is a symbolic link (it would put the manifest,
         lock and partial files outside the archive)."""
