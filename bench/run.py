@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -149,6 +150,58 @@ def run_curl(work: Path, urls: list[str]) -> Measure:
     return measured(argv)[0]
 
 
+def run_curl_fsync(work: Path, urls: list[str]) -> Measure:
+    """curl, then an fsync of every file (coreutils' sync with file arguments): the
+    durable baseline, since fetcher fsyncs each file before it enters the archive."""
+    out = work / "curl-fsync"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    targets = [str(out / f"{index}.mp3") for index in range(len(urls))]
+    curl = ["curl", "--silent", "--fail", "--parallel", "--parallel-max", "4"]
+    for target, url in zip(targets, urls, strict=True):
+        curl += ["-o", target, url]
+    command = shlex.join(curl) + " && sync " + shlex.join(targets)
+    return measured(["sh", "-c", command])[0]
+
+
+def podcast_archiver() -> str | None:
+    """podcast-archiver, from $FETCHER_BENCH_PODCAST_ARCHIVER or the PATH (install it in
+    a virtual environment of its own: ``pip install podcast-archiver``)."""
+    named = os.environ.get("FETCHER_BENCH_PODCAST_ARCHIVER")
+    return named if named and Path(named).exists() else shutil.which("podcast-archiver")
+
+
+def write_feed(path: Path, files: list[Path], server: FileServer) -> None:
+    """An RSS feed of *files*, for the tools that start from a feed."""
+    items = []
+    for index, file in enumerate(files):
+        items.append(
+            f"<item><title>Episode {file.stem}</title><guid>bench-{file.stem}</guid>"
+            f"<pubDate>Wed, 01 Jan 2025 {index // 3600:02d}:{index // 60 % 60:02d}:"
+            f"{index % 60:02d} +0000</pubDate>"
+            f'<enclosure url="{server.url(file.name)}" length="{file.stat().st_size}"'
+            ' type="audio/mpeg"/></item>')
+    path.write_text(
+        '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel>'
+        "<title>Bench Show</title><link>http://127.0.0.1/</link><description>bench"
+        f"</description>{''.join(items)}</channel></rss>", encoding="utf-8")
+
+
+def run_podcast_archiver(work: Path, feed_url: str) -> Measure | None:
+    program = podcast_archiver()
+    if program is None:
+        return None
+    out = work / "podcast-archiver"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    config = work / "podcast-archiver.yaml"
+    config.write_text("{}\n", encoding="utf-8")
+    database = work / "podcast-archiver.db"
+    database.unlink(missing_ok=True)
+    return measured([program, "--config", str(config), "--database", str(database),
+                     "-d", str(out), "-C", "4", "-q", "-f", feed_url])[0]
+
+
 def run_aria2(work: Path, urls: list[str]) -> Measure | None:
     if shutil.which("aria2c") is None:
         return None
@@ -189,13 +242,21 @@ def bench_download(args: argparse.Namespace) -> None:
                 urls = [server.url(f.name) for f in files]
                 docs = work / f"docs-{label.split()[0]}.json"
                 make_docs(docs, files, server)
-                results: dict[str, list[Measure]] = {"fetcher": [], "curl": [], "aria2c": []}
+                feed = served / f"feed-{label.split()[0]}.xml"
+                write_feed(feed, files, server)
+                results: dict[str, list[Measure]] = {
+                    "fetcher": [], "curl": [], "curl+fsync": [], "aria2c": [],
+                    "podcast-archiver": []}
                 for _ in range(args.runs):
                     results["fetcher"].append(run_fetcher(work, docs, 4))
                     results["curl"].append(run_curl(work, urls))
+                    results["curl+fsync"].append(run_curl_fsync(work, urls))
                     aria = run_aria2(work, urls)
                     if aria is not None:
                         results["aria2c"].append(aria)
+                    archiver = run_podcast_archiver(work, server.url(feed.name))
+                    if archiver is not None:
+                        results["podcast-archiver"].append(archiver)
                 print(f"\n## {label} ({total / 1e6:.1f} MB), median of {args.runs}")
                 print(f"{'tool':<10}{'wall s':>9}{'MB/s':>9}{'CPU s':>8}"
                       f"{'CPU s/GB':>10}{'RSS MB':>9}{'written/archived':>18}")
@@ -208,11 +269,11 @@ def bench_download(args: argparse.Namespace) -> None:
                     print(f"{tool:<10}{m.wall:>9.2f}{total / 1e6 / m.wall:>9.0f}{m.cpu:>8.2f}"
                           f"{m.cpu / (total / 1e9):>10.2f}{m.rss_mb:>9.1f}"
                           f"{(f'{amp:.3f}' if amp else '-'):>18}")
-                f, c = median(results["fetcher"]), median(results["curl"])
-                print(f"fetcher wall / curl wall: {f.wall / c.wall:.2f}")
-                if results["aria2c"]:
-                    a = median(results["aria2c"])
-                    print(f"fetcher wall / aria2c wall: {f.wall / a.wall:.2f}")
+                f = median(results["fetcher"])
+                for tool, measures in results.items():
+                    if tool != "fetcher" and measures:
+                        print(f"fetcher wall / {tool} wall: {f.wall / median(measures).wall:.2f}")
+                print(f"fetcher CPU per episode: {f.cpu / len(files) * 1000:.1f} ms")
 
 
 def fabricate_archive(work: Path, count: int) -> Path:

@@ -18,7 +18,7 @@ import logging
 import os
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from fetcher.audio import audio_kind, file_sha256, measure_duration_ms, tag_sha256
@@ -77,21 +77,30 @@ class Finisher:
     ) -> Outcome:
         assert step.path is not None
         partial = downloaded.path
-        kind = await asyncio.to_thread(_staged_kind, partial, downloaded.reserve)
+        # Each step's blocking work runs in one thread hand-off: kind, verified marker and
+        # duration; then tag and its hash; then rename; then the manifest row.
+        kind, duration = await asyncio.to_thread(_judge_staged, downloaded)
         if kind != "mp3":
             return await self._finish_other(step, episode, downloaded, kind)
-        await asyncio.to_thread(mark_verified, downloaded)
-        failpoint("download-verified")
-        duration = await asyncio.to_thread(measure_duration_ms, partial)
         if duration is None:
             discard_partial(partial)
             raise NotAudioError("no MPEG audio frames found in the body", episode=episode.label)
-        tagged = await self._tag(partial, episode, duration, journal=False)
+        cover, images = await self._images.for_episode(episode)
+        digest = await asyncio.to_thread(self._tag_staged, partial, episode, duration,
+                                         cover, images)
+        return await self._archive(step, episode, downloaded, duration, digest, "mp3")
+
+    def _tag_staged(self, partial: Path, episode: Episode, duration: int,
+                    cover: bytes | None, images: dict[str, bytes]) -> str:
+        """Tag a verified partial file (blocking); returns the SHA-256 of its new tag (the
+        audio was hashed as it streamed)."""
+        from fetcher.tagging.writer import write_tags
+
+        tagged = write_tags(partial, episode, duration_ms=duration, settings=self.config.tags,
+                            cover=cover, images=images, journal_dir=None)
         failpoint("tagged")
         log.debug("%s: %d tag bytes", episode.label, tagged.tag_bytes)
-        # The audio was hashed as it streamed; only the new tag needs hashing now.
-        digest = await asyncio.to_thread(tag_sha256, partial)
-        return await self._archive(step, episode, downloaded, duration, digest, "mp3")
+        return tag_sha256(partial)
 
     async def _finish_other(self, step: Step, episode: Episode, downloaded: Downloaded,
                             kind: str) -> Outcome:
@@ -118,21 +127,23 @@ class Finisher:
         """Give a tagged partial file its final name, then fetch the files beside it,
         then write its manifest row, then forget its sidecar."""
         assert step.path is not None
-        target = await asyncio.to_thread(self.archive.commit, downloaded.path, step.path)
-        failpoint("renamed")
+        target, stat = await asyncio.to_thread(self._commit, downloaded.path, step.path)
         files = await self._side_files(step, episode, target, kind, duration)
-        stat = await self._record(step, episode, downloaded, target, duration, tag_digest,
-                                  kind=kind, files=files)
-        sidecar_path(downloaded.path).unlink(missing_ok=True)
+        await self._record(step, episode, downloaded, target, duration, tag_digest,
+                           kind=kind, files=files, stat=stat,
+                           forget=sidecar_path(downloaded.path))
         log.debug("%s: archived as %s", episode.label, step.path)
         return Outcome(Status.DOWNLOADED, episode.source, episode, target, stat.st_size,
                        transcripts=_transcripts(files))
 
+    def _commit(self, partial: Path, relative: PurePosixPath) -> tuple[Path, os.stat_result]:
+        target = self.archive.commit(partial, relative)
+        failpoint("renamed")
+        return target, target.stat()
+
     async def _side_files(self, step: Step, episode: Episode, target: Path, kind: str,
                           duration: int | None = None) -> list[SideFile]:
         """Transcripts beside the audio, and for non-MP3 audio its chapters as JSON."""
-        from pathlib import PurePosixPath
-
         assert step.path is not None
         relative = PurePosixPath(step.path)
         files: list[SideFile] = []
@@ -162,14 +173,19 @@ class Finisher:
         *,
         kind: str = "mp3",
         files: list[SideFile] | None = None,
+        stat: os.stat_result | None = None,
+        forget: Path | None = None,
     ) -> os.stat_result:
-        """Commit the manifest row of a file that now has its final name."""
-        stat = await asyncio.to_thread(target.stat)
+        """Commit the manifest row of a file that now has its final name (*stat*: the
+        file's, when known), then remove *forget* (the download's sidecar)."""
+        if stat is None:
+            stat = await asyncio.to_thread(target.stat)
         now = now_iso()
         previous = step.record
         # The commit (an fsync) runs in a thread: other downloads go on meanwhile.
         await asyncio.to_thread(
-            self.manifest.save,
+            self._save_and_forget,
+            forget,
             Record(
                 guid=episode.guid,
                 show_slug=episode.show_slug,
@@ -196,8 +212,13 @@ class Finisher:
                 feed=redact_url(episode.feed_url) if episode.feed_url else None,
             )
         )
-        failpoint("recorded")
         return stat
+
+    def _save_and_forget(self, forget: Path | None, record: Record) -> None:
+        self.manifest.save(record)
+        failpoint("recorded")
+        if forget is not None:
+            forget.unlink(missing_ok=True)
 
     async def _finish_retag(
         self, step: Step, episode: Episode, target: Path, duration: int | None
@@ -293,6 +314,16 @@ def _files_json(files: list[SideFile]) -> str:
 
 def _transcripts(files: list[SideFile]) -> tuple[str, ...]:
     return tuple(f.path for f in files if f.kind == "transcript" and not f.failed_at)
+
+
+def _judge_staged(downloaded: Downloaded) -> tuple[str, int | None]:
+    """The staged body's kind; for MP3, mark it verified and measure its duration."""
+    kind = _staged_kind(downloaded.path, downloaded.reserve)
+    if kind != "mp3":
+        return kind, None
+    mark_verified(downloaded)
+    failpoint("download-verified")
+    return kind, measure_duration_ms(downloaded.path)
 
 
 def _staged_kind(partial: Path, reserve: int) -> str:

@@ -203,8 +203,10 @@ class Pipeline(Finisher):
         crash, without downloading it again: its audio must hash to what was verified."""
         assert step.path is not None
         partial = self.archive.partial_path(episode.guid)
+        if partial.exists() or not sidecar_path(partial).exists():
+            return None  # the common case, settled by two stats
         verified = verified_download(partial, self._url_hash(episode.audio_url))
-        if verified is None or partial.exists():
+        if verified is None:
             return None
         try:
             target = self.archive.existing_file(step.path)

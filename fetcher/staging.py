@@ -64,11 +64,15 @@ def open_nofollow(path: Path, flags: int, mode: int = 0o644, *, one_link: bool =
     return fd
 
 
-def write_atomic(path: Path, data: bytes, *, sync_directory: bool = False) -> None:
+def write_atomic(path: Path, data: bytes, *, sync_directory: bool = False,
+                 durable: bool = True) -> None:
     """Replace *path* with *data*: temporary file, fsync, rename (never a torn file).
 
     With *sync_directory* the rename itself is made durable too; without it a power
     cut may bring the previous version back, which for a sidecar costs only a resume.
+    Without *durable* there is no fsync at all: after a power cut the file may be
+    empty or old (its readers must treat that as "unknown"); a process crash still
+    leaves the old or the new version, whole.
     """
     temporary = path.with_name(path.name + ".tmp")
     with contextlib.suppress(FileNotFoundError):
@@ -79,7 +83,8 @@ def write_atomic(path: Path, data: bytes, *, sync_directory: bool = False) -> No
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         temporary.replace(path)
@@ -191,7 +196,10 @@ def _whole(value: object) -> int | None:
 
 
 def save_validators(partial: Path, validators: Validators) -> None:
-    write_atomic(sidecar_path(partial), json.dumps(dataclasses.asdict(validators)).encode())
+    # Not fsynced: the partial file's own bytes are not either until the body is whole,
+    # and a sidecar lost to a power cut costs a download from the start, nothing else.
+    write_atomic(sidecar_path(partial), json.dumps(dataclasses.asdict(validators)).encode(),
+                 durable=False)
 
 
 def mark_verified(result: Downloaded) -> None:
@@ -298,7 +306,7 @@ class Sink:
         self.hasher = PayloadHasher()
         self.size = 0
 
-    def write(self, data: bytes | bytearray) -> None:
+    def write(self, data: bytes | bytearray | memoryview) -> None:
         view = memoryview(data)
         while view:
             written = self.file.write(view)
@@ -311,6 +319,11 @@ class Sink:
     def finish(self) -> str:
         os.fsync(self.file.fileno())
         return self.hasher.hexdigest()
+
+    def seal(self) -> tuple[bytes, str]:
+        """The body's first 16 bytes (for one more sniff: a resumed body was not) and,
+        the file fsynced, the audio's SHA-256: one thread hand-off for both."""
+        return self.head(16), self.finish()
 
     def close(self) -> None:
         self.file.close()

@@ -53,3 +53,14 @@ def server() -> Iterator[TestServer]:
 @pytest.fixture
 def corpus(server: TestServer, tmp_path: Path) -> Corpus:
     return build_corpus(server, tmp_path)
+
+
+@pytest.fixture(params=["httpx", "direct"])
+def body_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test twice: bodies read through httpx, then every body after its first
+    bytes read straight from the socket (:mod:`fetcher.net.body`), whatever its size."""
+    from fetcher.net import body
+
+    if request.param == "direct":
+        monkeypatch.setattr(body, "DIRECT_MIN_BYTES", 1)
+    return str(request.param)

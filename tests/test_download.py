@@ -32,6 +32,9 @@ from fetcher.staging import Downloaded, sidecar_path
 AUDIO = mp3_bytes(3_000, seed=1)  # 47 kB
 FAST = DownloadSettings(retries=3, backoff=0.01, timeout=2.0)
 
+# Every test here runs on both body paths (see the body_path fixture).
+pytestmark = pytest.mark.usefixtures("body_path")
+
 
 def fetch(
     server: TestServer,

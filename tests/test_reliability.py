@@ -44,6 +44,7 @@ def _enospc(*_: Any, **__: Any) -> None:
     raise OSError(errno.ENOSPC, "No space left on device")
 
 
+@pytest.mark.usefixtures("body_path")  # on both body paths
 def test_disk_full_while_downloading_fails_one_episode(
     corpus: Corpus, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -145,6 +146,7 @@ def test_deep_nesting_and_huge_numbers(tmp_path: Path) -> None:
 # --- hostile servers ------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("body_path")  # on both body paths
 def test_endless_body_is_cut_off(corpus: Corpus) -> None:
     corpus.server.add(f"/audio/{SEED_GUID}.mp3", body=mp3_bytes(200), endless=True)
     corpus.edit(SEED_GUID, podcast_bytes=None)  # nothing says how long it should be
@@ -158,6 +160,7 @@ def test_endless_body_is_cut_off(corpus: Corpus) -> None:
     assert report.count(fetcher.Status.DOWNLOADED) == 4
 
 
+@pytest.mark.usefixtures("body_path")  # on both body paths
 def test_server_that_drips_forever_is_given_up_on(corpus: Corpus) -> None:
     corpus.server.add(f"/audio/{SEED_GUID}.mp3", body=corpus.audio[SEED_GUID],
                       drip_delay=0.05, drip_size=16)

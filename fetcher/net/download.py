@@ -5,11 +5,11 @@
 raises a typed :class:`~fetcher.errors.DownloadError` / :class:`~fetcher.errors.VerifyError`.
 
 - the body streamed with ``Accept-Encoding: identity``, written and hashed off the
-  event loop, never held in memory;
-- resume with ``Range`` + ``If-Range`` from a partial file, within a run and across
-  runs (the validators live in the partial file's sidecar, see :mod:`fetcher.staging`);
-- every retry resumes; a server that ignores the range starts the file over;
-- a body slower than ``min_speed`` over ``speed_window`` counts as stalled.
+  event loop, never held in memory; a large plain-HTTP rest straight from the socket
+  (:mod:`fetcher.net.body`); resume with ``Range`` + ``If-Range``, within a run and
+  across runs (validators in the partial file's sidecar, see :mod:`fetcher.staging`);
+- a server that ignores the range starts the file over; a body slower than
+  ``min_speed`` over ``speed_window`` counts as stalled.
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ import asyncio
 import logging
 import re
 import time
+import typing
+from collections.abc import AsyncGenerator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +38,15 @@ from fetcher.errors import (
 )
 from fetcher.events import Advanced, EventSink, Failed, Finished, Restarted, Started, ignore
 from fetcher.failpoints import failpoint
+from fetcher.net.body import (
+    DirectBody,
+    Ending,
+    Limits,
+    body_threads,
+    direct_body,
+    end_pieces,
+    read_rest,
+)
 from fetcher.net.http import Http, Transient, body_error, status_error
 from fetcher.settings import DownloadSettings
 from fetcher.staging import (
@@ -85,10 +97,19 @@ class Downloader(Http):
     def __init__(self, settings: DownloadSettings, *, on_event: EventSink = ignore,
                  client: httpx.AsyncClient | None = None):
         super().__init__(settings, on_event=on_event, client=client)
+        self._body_threads: ThreadPoolExecutor | None = None
 
     async def __aenter__(self) -> Downloader:
         await super().__aenter__()
         return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await super().__aexit__(*exc)
+        if self._body_threads is not None:
+            # Every body has ended by now (cancelled ones wait for their thread): the
+            # threads are idle and end at once.
+            self._body_threads.shutdown(wait=True)
+            self._body_threads = None
 
     async def fetch(self, request: DownloadRequest) -> Downloaded:
         """Download *request* into its partial file; raises a FetcherError on failure."""
@@ -106,13 +127,15 @@ class Downloader(Http):
 
     async def _attempt(self, request: DownloadRequest) -> Downloaded:
         partial = request.partial
-        finished = verified_download(partial, request.identity) if partial.exists() else None
+        size = _size_or_none(partial)
+        finished = verified_download(partial, request.identity) if size is not None else None
         if finished is not None:
             log.info("%s: finishing a download verified in an earlier run", request.key)
             return finished
-        validators = load_validators(partial, request.identity)
+        # Without a partial file there is nothing to resume (its sidecar is not read).
+        validators = load_validators(partial, request.identity) if size is not None else None
         reserve = validators.reserve if validators is not None else request.reserve
-        offset = max(partial.stat().st_size - reserve, 0) if partial.exists() else 0
+        offset = max(size - reserve, 0) if size is not None else 0
         if offset and (validators is None or validators.if_range() is None):
             log.debug("%s: partial file has no validator; starting over", request.key)
             offset, validators, reserve = 0, None, request.reserve
@@ -257,8 +280,13 @@ class Downloader(Http):
                 self.on_event(Advanced(request.key, len(data)))
                 failpoint("download-streaming")
 
+        pieces = typing.cast(AsyncGenerator[bytes, None], response.aiter_raw())
+        received_here = 0
+        looked_for_direct = False
+        taken: DirectBody | None = None
         try:
-            async for piece in response.aiter_raw():
+            async for piece in pieces:
+                received_here += len(piece)
                 if sniffing:
                     head += piece[: 16 - len(head)]
                     if len(head) >= 16:
@@ -287,6 +315,16 @@ class Downloader(Http):
                             url=request.url, episode=request.key,
                         ))
                     window_start, window_bytes = time.monotonic(), 0
+                if sniffing or looked_for_direct:
+                    continue
+                # Once the first bytes are judged, a large rest may come straight from the
+                # socket (fetcher.net.body); the direct path never passes the size limit.
+                looked_for_direct = True
+                direct = direct_body(response, received_here)
+                if direct is not None and sink.size + len(buffer) + direct.remaining <= limit:
+                    taken, first, buffer = direct, buffer, bytearray()
+                    await self._read_direct(request, direct, sink, first)
+                    break
         except asyncio.CancelledError:
             # Interrupted: keep what arrived so that the next run resumes from it.
             if buffer:
@@ -295,11 +333,28 @@ class Downloader(Http):
         except httpx.TransportError as exc:
             await flush()
             raise body_error(exc, url=request.url, key=request.key, received=sink.size) from None
+        finally:
+            await end_pieces(pieces, taken)
         await flush()
         if sniffing:
             self._sniff(request, head)
         if mismatch is not None:
             raise mismatch
+
+    async def _read_direct(self, request: DownloadRequest, body: DirectBody,
+                           sink: Sink, first: bytearray) -> None:
+        """The rest of the body from the socket itself (see :mod:`fetcher.net.body`),
+        after *first*, the bytes received through httpx and not yet written."""
+        settings = self.settings
+        limits = Limits(settings.timeout, settings.min_speed, settings.speed_window)
+        if self._body_threads is None:
+            self._body_threads = body_threads(settings.jobs)
+        result = await read_rest(
+            body, sink, limits, lambda count: self.on_event(Advanced(request.key, count)),
+            self._body_threads, first)
+        if result.ending is not Ending.COMPLETE:
+            raise Transient(IncompleteDownloadError(
+                result.describe(sink.size), url=request.url, episode=request.key))
 
     def _sniff(self, request: DownloadRequest, head: bytes) -> None:
         if not looks_like_audio(head):
@@ -315,7 +370,8 @@ class Downloader(Http):
                 f"body ended after {received} of {total} bytes",
                 url=request.url, episode=request.key,
             ))
-        self._sniff(request, await asyncio.to_thread(sink.head, 16))
+        head, digest = await asyncio.to_thread(sink.seal)
+        self._sniff(request, head)
         expected = request.expected_bytes
         discrepancy = False
         if expected is not None and received != expected and request.size_is_hint:
@@ -328,10 +384,17 @@ class Downloader(Http):
             log.warning("%s: size differs from the document: expected %d bytes, received %d",
                         request.key, expected, received)
             discrepancy = True
-        digest = await asyncio.to_thread(sink.finish)
         return Downloaded(
             path=request.partial, size=received, audio_sha256=digest, etag=validators.etag,
             last_modified=validators.last_modified, expected_bytes=expected,
             resumed_from=offset, reserve=sink.reserve, size_discrepancy=discrepancy,
             url_id=request.identity,
         )
+
+
+def _size_or_none(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return None
+

@@ -34,6 +34,7 @@ from fetcher.errors import (
 from fetcher.events import EventSink, Retrying, ignore
 from fetcher.net import guard
 from fetcher.net.reads import larger_socket_reads
+from fetcher.net.sockets import use_plain_sockets
 from fetcher.settings import DownloadSettings
 
 log = logging.getLogger(__name__)
@@ -116,15 +117,21 @@ def body_error(exc: httpx.TransportError, *, url: str, key: str, received: int) 
 
 def make_client(settings: DownloadSettings, *, accept: str = "*/*") -> httpx.AsyncClient:
     """The client fetcher uses: HTTP/1.1, identity encoding, no redirects, no proxies
-    from the environment, connection limits from *settings*, large socket reads."""
+    from the environment, connection limits from *settings*, large socket reads, and
+    bare sockets under ``http://`` (see :mod:`fetcher.net.sockets`)."""
     timeout = settings.timeout
     limits = httpx.Limits(max_connections=settings.jobs * 2,
                           max_keepalive_connections=settings.jobs * 2)
     transport = httpx.AsyncHTTPTransport(http1=True, http2=False, limits=limits,
                                          trust_env=False)
     larger_socket_reads(transport)
+    # Plain HTTP on bare sockets, so that large bodies can be read from them directly.
+    plain = httpx.AsyncHTTPTransport(http1=True, http2=False, limits=limits,
+                                     trust_env=False)
+    mounts = {"http://": plain} if use_plain_sockets(plain) else {}
     return httpx.AsyncClient(
         transport=transport,
+        mounts=mounts,
         follow_redirects=False,
         timeout=httpx.Timeout(timeout, connect=timeout, read=timeout, pool=None),
         headers={"User-Agent": settings.user_agent, "Accept-Encoding": "identity",
