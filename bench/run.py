@@ -26,7 +26,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -247,31 +249,36 @@ def bench_download(args: argparse.Namespace) -> None:
                 results: dict[str, list[Measure]] = {
                     "fetcher": [], "curl": [], "curl+fsync": [], "aria2c": [],
                     "podcast-archiver": []}
+                runners: dict[str, Callable[[], Measure | None]] = {
+                    "fetcher": partial(run_fetcher, work, docs, 4),
+                    "curl": partial(run_curl, work, urls),
+                    "curl+fsync": partial(run_curl_fsync, work, urls),
+                    "aria2c": partial(run_aria2, work, urls),
+                    "podcast-archiver": partial(run_podcast_archiver, work,
+                                                server.url(feed.name)),
+                }
                 for _ in range(args.runs):
-                    results["fetcher"].append(run_fetcher(work, docs, 4))
-                    results["curl"].append(run_curl(work, urls))
-                    results["curl+fsync"].append(run_curl_fsync(work, urls))
-                    aria = run_aria2(work, urls)
-                    if aria is not None:
-                        results["aria2c"].append(aria)
-                    archiver = run_podcast_archiver(work, server.url(feed.name))
-                    if archiver is not None:
-                        results["podcast-archiver"].append(archiver)
+                    for tool, runner in runners.items():
+                        measure = runner() if tool in args.tools else None
+                        if measure is not None:
+                            results[tool].append(measure)
                 print(f"\n## {label} ({total / 1e6:.1f} MB), median of {args.runs}")
                 print(f"{'tool':<10}{'wall s':>9}{'MB/s':>9}{'CPU s':>8}"
                       f"{'CPU s/GB':>10}{'RSS MB':>9}{'written/archived':>18}")
                 for tool, measures in results.items():
                     if not measures:
-                        print(f"{tool:<10} not installed")
+                        print(f"{tool:<10} not run (or not installed)")
                         continue
                     m = median(measures)
                     amp = m.extra.get("write_amplification")
                     print(f"{tool:<10}{m.wall:>9.2f}{total / 1e6 / m.wall:>9.0f}{m.cpu:>8.2f}"
                           f"{m.cpu / (total / 1e9):>10.2f}{m.rss_mb:>9.1f}"
                           f"{(f'{amp:.3f}' if amp else '-'):>18}")
+                if not results["fetcher"]:
+                    continue
                 f = median(results["fetcher"])
                 for tool, measures in results.items():
-                    if tool != "fetcher" and measures:
+                    if tool != "fetcher" and measures and results["fetcher"]:
                         print(f"fetcher wall / {tool} wall: {f.wall / median(measures).wall:.2f}")
                 print(f"fetcher CPU per episode: {f.cpu / len(files) * 1000:.1f} ms")
 
@@ -343,6 +350,9 @@ def main() -> None:
     parser.add_argument("--small-mb", type=float, default=1.0)
     parser.add_argument("--episodes", type=int, nargs="+", default=[2000, 10000])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--tools", type=lambda text: set(text.split(",")),
+                        default={"fetcher", "curl", "curl+fsync", "aria2c", "podcast-archiver"},
+                        help="download: which tools to run, comma-separated")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one run (CI)")
     args = parser.parse_args()
     if args.smoke:
