@@ -86,12 +86,23 @@ def apply_filters(entries: Iterable[Entry], per_source: Callable[[str], Filters]
                   everywhere: Filters = NO_FILTERS) -> list[Entry]:
     """*entries* with episodes filtered out replaced by skips naming the reason."""
     entries = list(entries)
+    known: dict[str, Filters] = {}
+
+    def filters_of(source: str) -> Filters:
+        found = known.get(source)
+        if found is None:
+            found = known[source] = per_source(source)
+        return found
+
+    if not everywhere.active and not any(
+            filters_of(e.source).active for e in entries if isinstance(e, Episode)):
+        return entries  # the common case: nothing is filtered anywhere
     result: list[Entry] = []
     newest: dict[tuple[str, str, int], set[int]] = {}
     for index, entry in enumerate(entries):
         if not isinstance(entry, Episode):
             continue
-        for filters in (per_source(entry.source), everywhere):
+        for filters in (filters_of(entry.source), everywhere):
             if filters.latest is not None:
                 newest.setdefault((entry.source if filters is not everywhere else "",
                                    entry.show_slug, filters.latest), set()).add(index)
@@ -102,7 +113,7 @@ def apply_filters(entries: Iterable[Entry], per_source: Callable[[str], Filters]
             keep_latest[i] = keep_latest.get(i, True) and position < count
     for index, entry in enumerate(entries):
         if isinstance(entry, Episode):
-            reason = per_source(entry.source).why_not(entry) or everywhere.why_not(entry)
+            reason = filters_of(entry.source).why_not(entry) or everywhere.why_not(entry)
             if reason is None and not keep_latest.get(index, True):
                 reason = "not among the latest episodes of its show"
             if reason is not None:

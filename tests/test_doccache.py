@@ -54,3 +54,24 @@ def test_an_edited_document_is_parsed_again(corpus: Corpus) -> None:
     path = corpus.paths[SEED_GUID]
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
     assert fetcher.sync(config).count(fetcher.Status.UP_TO_DATE) == 5
+
+
+@pytest.mark.parametrize("spelling", ["./docs/", "docs//", "."])
+def test_any_spelling_of_the_source_keeps_cache_and_rereads_consistent(
+    corpus: Corpus, monkeypatch: pytest.MonkeyPatch, spelling: str
+) -> None:
+    # The cache is keyed by each document's path as text: "./docs/" and "docs" must give
+    # the same text both when a document is parsed and when it is read from the cache,
+    # or an episode read again in full would not replace its light entry.
+    monkeypatch.chdir(corpus.docs.parent if spelling != "." else corpus.docs)
+    config = fetcher.load_config(corpus.config())
+    assert fetcher.sync(config, sources=[spelling]).count(fetcher.Status.DOWNLOADED) == 5
+    cached = fetcher.sync(config, sources=[spelling])
+    assert cached.count(fetcher.Status.UP_TO_DATE) == 5
+    next(corpus.archive.rglob("0603 - *.mp3")).unlink()
+    report = fetcher.sync(config, sources=[spelling])
+    assert report.count(fetcher.Status.DOWNLOADED) == 1
+    assert report.count(fetcher.Status.UP_TO_DATE) == 4 and report.ok
+    sources = {o.source for o in report.outcomes}
+    assert sources == {o.source for o in cached.outcomes}
+    assert not any(s.startswith("./") or "//" in s for s in sources if s)

@@ -66,28 +66,35 @@ def iter_documents(paths: Iterable[Path]) -> Iterator[Path]:
     """
     for path in paths:
         if path.is_dir():
-            yield from _walk(path)
+            yield from map(Path, _walk(path))
         elif path.exists():
             yield path
         else:
             raise SourceError(path, "no such file or directory")
 
 
-def _walk(directory: Path) -> Iterator[Path]:
-    # scandir's entries know their type from the directory itself: no stat per file,
-    # which is most of a no-op run's cost over thousands of documents.
+def _walk(directory: Path | str) -> Iterator[str]:
+    """The document files under *directory*, as text paths in name order.
+
+    scandir's entries know their type from the directory itself (no stat per file),
+    and paths stay text (no Path object per file): over thousands of documents, both
+    were most of a no-op run's cost.
+    """
     try:
         with os.scandir(directory) as scan:
             entries = sorted(scan, key=lambda e: e.name)
     except OSError as exc:
-        raise SourceError(directory, f"cannot list: {exc.strerror or exc}") from exc
+        raise SourceError(Path(directory), f"cannot list: {exc.strerror or exc}") from exc
+    # Paths spelt as str(Path(...)) would spell them (entries are keyed by that text).
+    directory = str(Path(directory))
     for entry in entries:
         if entry.name.startswith("."):
             continue
+        child = entry.name if directory == "." else os.path.join(directory, entry.name)  # noqa: PTH118
         if entry.is_dir(follow_symlinks=False):
-            yield from _walk(Path(entry.path))
+            yield from _walk(child)
         elif entry.is_file() and _suffix(entry.name) in DOCUMENT_SUFFIXES:
-            yield Path(entry.path)
+            yield child
 
 
 def _suffix(name: str) -> str:
@@ -119,16 +126,15 @@ def read_local(source: str | Path, cache: DocumentCache | None = None) -> list[E
         if path.is_dir():
             files = list(_walk(path))
         elif path.exists():
-            files = [path]
+            files = [str(path)]
         else:
             raise SourceError(path, "no such file or directory")
     except SourceError as exc:
         return [exc]
-    for document in files:
-        name = str(document)
+    for name in files:
         if cache is not None:
             try:
-                info = document.stat()
+                info = os.stat(name)  # noqa: PTH116 - a text path: no Path per document
             except OSError:
                 info = None
             if info is not None:
@@ -137,7 +143,7 @@ def read_local(source: str | Path, cache: DocumentCache | None = None) -> list[E
                     entries += cached
                     continue
         try:
-            read = documents.read_document(document)
+            read = documents.read_document(Path(name))
         except SourceError as exc:
             entries.append(exc)
             continue

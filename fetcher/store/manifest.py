@@ -350,7 +350,13 @@ class Manifest:
             self._db.execute("DELETE FROM episodes WHERE guid = ?", (guid,))
 
 
+_DISCREPANCY = _COLUMNS.index("size_discrepancy")
+
+
 def _record(row: tuple[object, ...]) -> Record:
-    values = dict(zip(_COLUMNS, row, strict=True))
-    values["size_discrepancy"] = bool(values["size_discrepancy"])
-    return Record(**values)  # type: ignore[arg-type]
+    # Positional: the columns are selected in the fields' order (a no-op run over a big
+    # archive builds one Record per episode; keywords cost twice as much).
+    record = Record(*row)  # type: ignore[arg-type]
+    if not isinstance(row[_DISCREPANCY], bool):
+        object.__setattr__(record, "size_discrepancy", bool(row[_DISCREPANCY]))
+    return record
