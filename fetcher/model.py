@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any
 
@@ -328,3 +328,9 @@ def clock(ms: int) -> str:
 
 def visible_chapters(chapters: Sequence[Chapter]) -> list[Chapter]:
     return [c for c in chapters if c.toc]
+
+
+def shallow_dict(obj: Any) -> dict[str, Any]:
+    """A dataclass's fields as a dict, values as they are (``dataclasses.asdict`` deep-
+    copies every value: a measurable cost per episode for flat records)."""
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}

@@ -14,7 +14,6 @@ written, fsynced and renamed over the old one.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import hashlib
 import json
@@ -27,6 +26,7 @@ from typing import Any
 
 from fetcher.audio import PayloadHasher, id3v2_header
 from fetcher.errors import ArchiveError
+from fetcher.model import shallow_dict
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ def _whole(value: object) -> int | None:
 def save_validators(partial: Path, validators: Validators) -> None:
     # Not fsynced: the partial file's own bytes are not either until the body is whole,
     # and a sidecar lost to a power cut costs a download from the start, nothing else.
-    write_atomic(sidecar_path(partial), json.dumps(dataclasses.asdict(validators)).encode(),
+    write_atomic(sidecar_path(partial), json.dumps(shallow_dict(validators)).encode(),
                  durable=False)
 
 
@@ -209,7 +209,7 @@ def mark_verified(result: Downloaded) -> None:
     nothing; a run that stops before the commit finishes the episode from this record
     next time instead of downloading it again.
     """
-    record = {"verified": dataclasses.asdict(result)}
+    record = {"verified": shallow_dict(result)}
     write_atomic(sidecar_path(result.path), json.dumps(record, default=str).encode())
 
 

@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mutagen.id3 import CHAP, CTOC, ID3, TIT2, CTOCFlags, Encoding
 from support.docs import DOCS, seed_episode
 from support.mp3factory import FRAME_MS, id3v1_tag, id3v2_tag, mp3_bytes, text_frame_v23
@@ -302,6 +304,18 @@ def test_date_is_written_in_utc(tmp_path: Path) -> None:
     assert (str(id3["TYER"]), str(id3["TDAT"]), str(id3["TIME"])) == ("2024", "3112", "2330")
 
 
+def test_an_id3v24_tag_carries_the_date_as_tdrc(tmp_path: Path) -> None:
+    when = dataclasses.replace(SEED, date=datetime(2024, 12, 31, 23, 30, 15, tzinfo=UTC))
+    path, _ = make_mp3(tmp_path, 2_000)
+    tag(path, when, settings=TagSettings(id3_version=4))
+    id3 = ID3(path, translate=False)
+    assert id3.version[:2] == (2, 4)
+    assert str(id3["TDRC"]) == "2024-12-31 23:30:15"  # mutagen shows a space ...
+    assert b"2024-12-31T23:30:15" in path.read_bytes()[:4096]  # ... the file has the T
+    assert not {"TYER", "TDAT", "TIME"} & set(id3.keys())
+    assert ffprobe(path)["format"]["tags"]["date"].startswith("2024-12-31")
+
+
 def test_fingerprint_changes_with_metadata_only() -> None:
     settings = TagSettings()
     same = tag_fingerprint(SEED, settings)
@@ -349,3 +363,46 @@ def test_id3v24_when_asked(tmp_path: Path) -> None:
     assert [c[2] for c in ffprobe_chapters(path)][:2] == ["Intro",
                                                           "Interview with Hannah Anderson"]
     assert payload_sha256(path) == hashlib.sha256(audio).hexdigest()
+
+
+_texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+
+
+@settings(max_examples=150, deadline=None)
+@given(title=_texts, show=_texts, hosts=st.lists(_texts, max_size=3), guid=_texts,
+       number=st.one_of(st.none(), st.integers(0, 99999), _texts),
+       season=st.one_of(st.none(), st.integers(0, 99)),
+       chapters=st.lists(st.tuples(st.integers(0, 10**7), _texts,
+                                   st.sampled_from([None, "https://e.com/a", "/rel"])),
+                         max_size=6),
+       version=st.sampled_from([3, 4]), cover=st.booleans())
+def test_direct_frame_encoding_equals_mutagens(
+        title: str, show: str, hosts: list[str], guid: str, number: int | str | None,
+        season: int | None, chapters: list[tuple[int, str, str | None]], version: int,
+        cover: bool) -> None:
+    # fetcher writes its own text and chapter frames without mutagen's conversion: the
+    # bytes must be mutagen's own, for any text, with or without host frames around.
+    from mutagen.id3 import TDRC, TIT3, TXXX
+
+    from fetcher.tagging.frames import (
+        chapter_frames,
+        encode_frames,
+        encode_frames_by_mutagen,
+        metadata_frames,
+    )
+
+    episode = dataclasses.replace(
+        SEED, title=title, show_name=show, hosts=tuple(hosts), guid=guid or "g",
+        episode=number, season=season, page_url="https://e.com/p",
+        chapters=tuple(Chapter(start_ms=s, end_ms=None, title=t, url=u)
+                       for s, t, u in chapters))
+    settings = TagSettings(id3_version=version)
+    from fetcher.tagging.spec import final_chapters
+
+    host = [TIT3(encoding=Encoding.UTF8, text=[title or "x"]), TDRC(text=["2024-05-06"]),
+            TXXX(encoding=Encoding.UTF8, desc="k", text=["v", "w"])]
+    frames = [*metadata_frames(episode, PNG if cover else None), *host,
+              *chapter_frames(final_chapters(episode, 10**7 + 1000), settings, {},
+                              "https://e.com/")]
+    assert encode_frames(frames, version=version) == \
+        encode_frames_by_mutagen(frames, version=version)

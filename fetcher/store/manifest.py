@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from fetcher.errors import ManifestError, redact_url
-from fetcher.model import FeedRecord
+from fetcher.model import FeedRecord, shallow_dict
 from fetcher.store.schema import (
     APPLICATION_ID,
     MIGRATIONS,
@@ -212,7 +212,7 @@ class Manifest:
     @_locked
     def save(self, record: Record) -> None:
         """Insert or replace one record, durably."""
-        values = asdict(record)
+        values = shallow_dict(record)
         values["size_discrepancy"] = int(record.size_discrepancy)
         placeholders = ", ".join(f":{c}" for c in _COLUMNS)
         with translated(self.path, "writing the manifest"):

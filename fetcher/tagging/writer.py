@@ -140,7 +140,7 @@ def _write_tags(
     existing, region = _leading_tags(path)
     base_url = image_base(episode, settings)
     frames = [
-        *metadata_frames(episode, cover),
+        *metadata_frames(episode, cover, version=settings.id3_version),
         *host_frames(existing, replace_chapters=bool(chapters), cover=cover is not None),
         *chapter_frames(chapters, settings, images, base_url),
     ]
