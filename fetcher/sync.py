@@ -114,6 +114,7 @@ async def run(
             options.documents = document_cache(config, manifest.cached_documents(), hasher)
             loaded = await read_sources(names, options)
             manifest.save_documents(options.documents.new_rows)
+            options.documents = None  # its rows are not needed again: let them go
             records = manifest.records()
             plan = await _plan(config, loaded.entries, records, archive, filters,
                                retry_failed, options)

@@ -333,6 +333,26 @@ def test_global_and_per_host_limits_hold(server: TestServer, tmp_path: Path) -> 
     assert 1 <= server.peak_per_host <= 2
 
 
+def test_one_host_gets_the_jobs_asked_for_up_to_four_by_default(
+        server: TestServer, tmp_path: Path) -> None:
+    assert DownloadSettings(jobs=3).host_jobs == 3
+    assert DownloadSettings(jobs=16).host_jobs == 4  # polite to one CDN
+    assert DownloadSettings(jobs=16, per_host=9).host_jobs == 9
+    for i in range(6):
+        server.add(f"/h{i}.mp3", body=AUDIO, drip_delay=0.01, drip_size=4096)
+    settings = DownloadSettings(jobs=3, retries=0)
+
+    async def run() -> None:
+        async with Downloader(settings) as downloader:
+            await asyncio.gather(*(downloader.fetch(DownloadRequest(
+                f"ep{i}", server.url(f"/h{i}.mp3"), tmp_path / f"{i}.part", len(AUDIO)))
+                for i in range(6)))
+
+    asyncio.run(run())
+    # Slow bodies keep the three jobs busy at once; all of them on the one host.
+    assert server.peak_per_host == 3
+
+
 def test_unreachable_host_fails_the_rest_of_the_run_at_once(tmp_path: Path) -> None:
     # Port 9 on loopback: nothing listens, so every connect is refused.
     settings = DownloadSettings(retries=2, backoff=0.01, jobs=1)
