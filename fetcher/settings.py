@@ -12,16 +12,12 @@ from fetcher._version import __version__
 DEFAULT_USER_AGENT = f"fetcher/{__version__} (podcast archiver; +https://pypi.org/project/fetcher/)"
 
 
-#: The most downloads from one host at once unless ``per_host`` says otherwise.
-DEFAULT_PER_HOST_CAP = 4
-
-
 @dataclass(frozen=True, slots=True)
 class DownloadSettings:
     jobs: int = 4
-    #: Downloads at once from one host; None: as many as ``jobs``, at most
-    #: :data:`DEFAULT_PER_HOST_CAP` (most shows come from one CDN host).
-    per_host: int | None = None
+    #: Downloads at once from one host (``jobs`` bounds them too, so by default one
+    #: host gets every job asked for, up to 4: most shows come from one CDN host).
+    per_host: int = 4
     retries: int = 5
     backoff: float = 1.0
     timeout: float = 30.0
@@ -39,12 +35,6 @@ class DownloadSettings:
     max_retry_wait: float = 600.0
     #: Let URLs that a public feed supplies reach loopback and private addresses.
     allow_private_addresses: bool = False
-
-    @property
-    def host_jobs(self) -> int:
-        """Downloads at once from one host (see ``per_host``)."""
-        return self.per_host if self.per_host is not None else min(self.jobs,
-                                                                     DEFAULT_PER_HOST_CAP)
 
 
 @dataclass(frozen=True, slots=True)

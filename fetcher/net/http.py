@@ -170,7 +170,7 @@ class Http:
     def host_limit(self, url: str) -> asyncio.Semaphore:
         host = host_of(url)
         if host not in self._hosts:
-            self._hosts[host] = asyncio.Semaphore(self.settings.host_jobs)
+            self._hosts[host] = asyncio.Semaphore(self.settings.per_host)
         return self._hosts[host]
 
     # --- retries --------------------------------------------------------------------
