@@ -14,12 +14,14 @@ import hashlib
 import os
 import re
 import socket
+import ssl
 import struct
 import threading
 import time
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 
@@ -248,11 +250,21 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
+#: A self-signed certificate for localhost and 127.0.0.1 (valid until 2125), for tests
+#: of HTTPS: the client trusts it by loading this file as its only CA.
+TLS_CERT = Path(__file__).resolve().parent.parent / "fixtures" / "tls" / "localhost.pem"
+TLS_KEY = TLS_CERT.with_suffix(".key")
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self) -> None:
+    def __init__(self, tls: bool = False) -> None:
+        self.tls: ssl.SSLContext | None = None
+        if tls:
+            self.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            self.tls.load_cert_chain(TLS_CERT, TLS_KEY)
         super().__init__(("127.0.0.1", 0), _Handler)
         self.routes: dict[str, Route] = {}
         self.log: list[Logged] = []
@@ -261,14 +273,22 @@ class _Server(ThreadingHTTPServer):
         self.peak = 0
         self.peak_per_host = 0
 
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, address = super().get_request()
+        if self.tls is not None:
+            # The handshake happens in the handler's thread, on its first read.
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, address
+
 
 class TestServer:
     """Start with ``with TestServer() as server``; ``server.url(path)`` names a route."""
 
     __test__ = False  # not a test class, whatever its name
 
-    def __init__(self) -> None:
-        self._server = _Server()
+    def __init__(self, *, tls: bool = False) -> None:
+        self._server = _Server(tls)
+        self.scheme = "https" if tls else "http"
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
         )
@@ -286,7 +306,7 @@ class TestServer:
         return int(self._server.server_address[1])
 
     def url(self, path: str, host: str = "127.0.0.1") -> str:
-        return f"http://{host}:{self.port}{path}"
+        return f"{self.scheme}://{host}:{self.port}{path}"
 
     def add(self, path: str, route: Route | None = None, **kwargs: Any) -> Route:
         route = route or Route(**kwargs)

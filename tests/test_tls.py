@@ -1,0 +1,89 @@
+"""HTTPS against a real TLS server on 127.0.0.1 (a self-signed certificate in
+tests/fixtures/tls): bodies over TLS stay on httpx's path and keep every promise."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support.httpserver import TLS_CERT, TestServer
+from support.mp3factory import mp3_bytes
+
+from fetcher.errors import DownloadError
+from fetcher.net import http
+from fetcher.net.download import Downloader, DownloadRequest
+from fetcher.settings import DownloadSettings
+from fetcher.staging import Downloaded
+
+BIG = mp3_bytes(60_000, seed=9)  # about 0.9 MB
+FAST = DownloadSettings(retries=3, backoff=0.01, timeout=2.0)
+
+
+@pytest.fixture
+def tls_server() -> Iterator[TestServer]:
+    with TestServer(tls=True) as running:
+        yield running
+
+
+@pytest.fixture
+def trust_test_certificate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """fetcher's one TLS context, trusting only the test certificate."""
+    context = ssl.create_default_context(cafile=str(TLS_CERT))
+    monkeypatch.setattr(http, "_tls_context", lambda: context)
+
+
+def fetch(server: TestServer, path: str, partial: Path,
+          settings: DownloadSettings = FAST) -> Downloaded:
+    async def run() -> Downloaded:
+        async with Downloader(settings) as downloader:
+            return await downloader.fetch(
+                DownloadRequest("ep", server.url(path), partial, len(BIG)))
+
+    return asyncio.run(run())
+
+
+@pytest.mark.usefixtures("trust_test_certificate")
+def test_https_body_arrives_whole_and_resumes_after_a_drop(
+        tls_server: TestServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    direct: list[object] = []
+    monkeypatch.setattr("fetcher.net.download.read_rest",
+                        lambda *args, **kwargs: direct.append(args))
+    tls_server.add("/a.mp3", body=BIG, drop_after=[400_000])
+    assert tls_server.url("/a.mp3").startswith("https://")
+    result = fetch(tls_server, "/a.mp3", tmp_path / "a.part")
+    assert (tmp_path / "a.part").read_bytes() == BIG and result.size == len(BIG)
+    second = tls_server.requests_to("/a.mp3")[1]
+    assert second.headers["range"].startswith("bytes=") and second.status == 206
+    assert direct == []  # TLS bodies stay on httpx's path
+
+
+@pytest.mark.usefixtures("trust_test_certificate")
+def test_https_keeps_its_connection_between_episodes(tls_server: TestServer,
+                                                     tmp_path: Path) -> None:
+    small = mp3_bytes(3_000, seed=4)
+    tls_server.add("/1.mp3", body=small)
+    tls_server.add("/2.mp3", body=small)
+
+    async def run() -> None:
+        async with Downloader(FAST) as downloader:
+            for name in ("1", "2"):
+                await downloader.fetch(DownloadRequest(
+                    name, tls_server.url(f"/{name}.mp3"), tmp_path / f"{name}.part",
+                    len(small)))
+
+    asyncio.run(run())
+    assert tls_server.requests_to("/1.mp3")[0].connection == \
+        tls_server.requests_to("/2.mp3")[0].connection
+
+
+def test_an_untrusted_certificate_is_refused_with_a_clear_error(
+        tls_server: TestServer, tmp_path: Path) -> None:
+    tls_server.add("/a.mp3", body=BIG)
+    with pytest.raises(DownloadError, match="certificate verify failed") as info:
+        fetch(tls_server, "/a.mp3", tmp_path / "a.part",
+              DownloadSettings(retries=0, timeout=2.0))
+    assert not (tmp_path / "a.part").exists()
+    assert "\n" not in str(info.value)  # one line, for the report
