@@ -92,6 +92,18 @@ def retry_after_seconds(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+def certificate_refused(exc: BaseException) -> str | None:
+    """Why the server's TLS certificate was not trusted, when that is what *exc* is."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            break
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return str(seen.verify_message or "certificate verify failed")
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def cause(exc: BaseException) -> str:
     """A short reason from an httpx error, without the URL (it may hold a token)."""
     text = str(exc) or type(exc).__name__
@@ -297,6 +309,14 @@ class Http:
             request = self._client.build_request("GET", url, headers=headers)
             response = await self._client.send(request, stream=True)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            refused = certificate_refused(exc)
+            if refused is not None:
+                # The same handshake would fail again: no retries, and the rest of the
+                # run's requests to this origin fail at once with the same reason.
+                reason = f"TLS certificate refused: {refused}"
+                self.unreachable[origin(url)] = reason
+                raise DownloadError(reason, url=url, episode=key,
+                                    unreachable=origin(url)) from None
             raise Transient(IncompleteDownloadError(
                 f"cannot connect ({cause(exc)})", url=url, episode=key,
                 unreachable=origin(url))) from None
