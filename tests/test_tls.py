@@ -1,5 +1,6 @@
 """HTTPS against a real TLS server on 127.0.0.1 (a self-signed certificate in
-tests/fixtures/tls): bodies over TLS stay on httpx's path and keep every promise."""
+tests/fixtures/tls): bodies over TLS stay on httpx's path and keep every promise; and
+the address guard applied where connections are made, over HTTP and HTTPS."""
 
 from __future__ import annotations
 
@@ -103,3 +104,35 @@ def test_an_untrusted_certificate_is_refused_once_with_a_clear_error(
     assert "TLS certificate refused" in second
     assert tls_server.log == []  # no request was ever sent
     assert not list(tmp_path.glob("*.part"))
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+@pytest.mark.usefixtures("trust_test_certificate")
+def test_a_name_that_rebinds_to_loopback_is_refused_when_connecting(
+        tls: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # DNS rebinding: the name answers with a public address when the URL is checked,
+    # then with loopback when the connection is made. The address actually connected to
+    # is checked too, before a byte of the request is sent.
+    import ipaddress
+
+    from fetcher.net import guard
+
+    async def public(host: str, port: int) -> list[guard.IPAddress]:
+        return [ipaddress.ip_address("93.184.216.34")]
+
+    monkeypatch.setattr(guard, "addresses_of", public)
+    with TestServer(tls=tls) as server:
+        server.add("/a.mp3", body=BIG)
+
+        async def run(trust: str) -> Downloaded:
+            async with Downloader(FAST) as downloader:
+                return await downloader.fetch(DownloadRequest(
+                    "ep", server.url("/a.mp3"), tmp_path / f"{trust}.part", len(BIG),
+                    trust=trust))
+
+        with pytest.raises(DownloadError, match=r"private or loopback.*when connecting"):
+            asyncio.run(run("remote"))
+        assert server.log == []  # refused before the request was sent
+        # A feed fetched from a private address lends its URLs that trust: allowed.
+        assert asyncio.run(run("remote-private")).size == len(BIG)
+        assert asyncio.run(run("own")).size == len(BIG)

@@ -13,6 +13,9 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from urllib.parse import urlsplit
 
 from fetcher.errors import DownloadError
@@ -57,6 +60,19 @@ async def addresses_of(host: str, port: int) -> list[IPAddress]:
     return found
 
 
+def refusal(address: IPAddress, host: str, trust: str, allow_private: bool) -> str | None:
+    """Why *address* (of *host*) may not be reached under *trust*, or None."""
+    if trust == "own":
+        return None
+    if is_never(address):
+        return (f"refused: {host} is a link-local or cloud-metadata address, and the feed "
+                "supplied this URL")
+    if is_private(address) and trust == "remote" and not allow_private:
+        return (f"refused: {host} is a private or loopback address and the feed is public "
+                "([download] allow_private_addresses allows it)")
+    return None
+
+
 async def check(url: str, trust: str, *, allow_private: bool, key: str) -> None:
     """Raise DownloadError when *url* may not be followed under *trust*."""
     if trust == "own":
@@ -67,13 +83,49 @@ async def check(url: str, trust: str, *, allow_private: bool, key: str) -> None:
     except ValueError:
         return  # the request itself reports an invalid URL
     for address in await addresses_of(host, port):
-        if is_never(address):
-            raise DownloadError(f"refused: {host} is a link-local or cloud-metadata address, "
-                                "and the feed supplied this URL", url=url, episode=key)
-        if is_private(address) and trust == "remote" and not allow_private:
-            raise DownloadError(
-                f"refused: {host} is a private or loopback address and the feed is public "
-                "([download] allow_private_addresses allows it)", url=url, episode=key)
+        reason = refusal(address, host, trust, allow_private)
+        if reason is not None:
+            raise DownloadError(reason, url=url, episode=key)
+
+
+# --- the same rule where the connection is made -------------------------------------
+#
+# :func:`check` resolves the host before the request; the connection resolves it again,
+# and a name whose answer changes in between (DNS rebinding) would slip through. So the
+# request's trust travels with it (a context variable, set around each send) to the
+# network backends, which check the address they actually connected to before a byte
+# of the request is sent.
+
+_policy: ContextVar[tuple[str, bool] | None] = ContextVar("fetcher_connect_policy",
+                                                          default=None)
+
+
+class ConnectRefused(Exception):
+    """A connection reached an address the request's trust forbids (see above)."""
+
+
+@contextmanager
+def policy(trust: str, allow_private: bool) -> Iterator[None]:
+    """Connections made inside this block obey *trust*."""
+    token = _policy.set((trust, allow_private) if trust != "own" else None)
+    try:
+        yield
+    finally:
+        _policy.reset(token)
+
+
+def check_connected(peer: object, host: str) -> None:
+    """Raise ConnectRefused when *peer* (a socket address) is forbidden right now."""
+    current = _policy.get()
+    if current is None or not isinstance(peer, tuple) or not peer:
+        return
+    try:
+        address = ipaddress.ip_address(str(peer[0]).split("%")[0])
+    except ValueError:
+        return
+    reason = refusal(address, host, *current)
+    if reason is not None:
+        raise ConnectRefused(f"{reason} (it resolved to {address} when connecting)")
 
 
 async def trust_of_feed(url: str) -> str:

@@ -276,7 +276,8 @@ class Http:
             self.check_reachable(key, url)
             await guard.check(url, trust, allow_private=self.settings.allow_private_addresses,
                               key=key)
-            response = await self._send(key, url, dict(headers or {}))
+            with guard.policy(trust, self.settings.allow_private_addresses):
+                response = await self._send(key, url, dict(headers or {}))
             if response.status_code not in REDIRECT_STATUSES:
                 return response
             location = response.headers.get("Location")
@@ -326,6 +327,8 @@ class Http:
         except httpx.TransportError as exc:
             raise Transient(IncompleteDownloadError(
                 f"connection failed ({type(exc).__name__})", url=url, episode=key)) from None
+        except guard.ConnectRefused as exc:
+            raise DownloadError(str(exc), url=url, episode=key) from None
         except (httpx.InvalidURL, ValueError) as exc:
             # The URL may carry a secret: the cause goes to the debug log only.
             log.debug("%s: invalid URL: %s", key, cause(exc))

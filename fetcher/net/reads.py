@@ -23,6 +23,8 @@ from collections.abc import Iterable
 import httpcore
 import httpx
 
+from fetcher.net import guard
+
 log = logging.getLogger(__name__)
 
 #: Bytes asked of the socket per read (httpcore's default: 64 KiB).
@@ -70,6 +72,12 @@ class LargeReadBackend(httpcore.AsyncNetworkBackend):
                           ) -> httpcore.AsyncNetworkStream:
         stream = await self._inner.connect_tcp(host, port, timeout, local_address,
                                                socket_options)
+        try:
+            # Before a byte is sent (TLS included): see fetcher.net.guard.
+            guard.check_connected(stream.get_extra_info("server_addr"), host)
+        except guard.ConnectRefused:
+            await stream.aclose()
+            raise
         return LargeReadStream(stream)
 
     async def connect_unix_socket(self, path: str, timeout: float | None = None,

@@ -24,6 +24,8 @@ from collections.abc import Iterable
 import httpcore
 import httpx
 
+from fetcher.net import guard
+
 #: Bytes asked of the socket per read (httpcore asks for 64 KiB; asyncio's own transports
 #: read at most 256 KiB). Large bodies bypass these reads (fetcher.net.body).
 READ_BUFFER_BYTES = 256 * 1024
@@ -121,6 +123,11 @@ class PlainSocketBackend(httpcore.AsyncNetworkBackend):
             raise httpcore.ConnectTimeout(f"connecting to {host}:{port} timed out") from exc
         except OSError as exc:
             raise httpcore.ConnectError(str(exc)) from exc
+        try:
+            guard.check_connected(sock.getpeername(), host)
+        except (guard.ConnectRefused, OSError):
+            sock.close()
+            raise
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return PlainSocketStream(sock)
 
