@@ -17,8 +17,8 @@ from support.mp3factory import mp3_bytes
 from fetcher.errors import IncompleteDownloadError
 from fetcher.events import Advanced, Event, Retrying
 from fetcher.net import body, sockets
+from fetcher.net.client import make_client
 from fetcher.net.download import Downloader, DownloadRequest
-from fetcher.net.http import make_client
 from fetcher.settings import DownloadSettings
 from fetcher.staging import Downloaded, sidecar_path
 

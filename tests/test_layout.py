@@ -55,7 +55,7 @@ def imports_of(module: str) -> set[str]:
 
 def test_network_code_never_imports_tagging() -> None:
     for module in ("fetcher.net.http", "fetcher.net.download", "fetcher.net.reads",
-                   "fetcher.net.body", "fetcher.net.sockets"):
+                   "fetcher.net.body", "fetcher.net.sockets", "fetcher.net.client"):
         assert not {m for m in imports_of(module) if m.startswith("fetcher.tagging")}
     loaded = loaded_after("import fetcher.net.download")
     assert "mutagen" not in loaded

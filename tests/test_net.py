@@ -10,7 +10,8 @@ from support.httpserver import TestServer
 from support.mp3factory import mp3_bytes
 
 from fetcher.net import reads
-from fetcher.net.http import Http, make_client, origin
+from fetcher.net.client import make_client
+from fetcher.net.http import Http, origin
 from fetcher.settings import DownloadSettings
 
 AUDIO = mp3_bytes(20_000, seed=3)

@@ -14,7 +14,7 @@ from support.httpserver import TLS_CERT, TestServer
 from support.mp3factory import mp3_bytes
 
 from fetcher.errors import DownloadError, HostUnreachableError
-from fetcher.net import http
+from fetcher.net import client
 from fetcher.net.download import Downloader, DownloadRequest
 from fetcher.settings import DownloadSettings
 from fetcher.staging import Downloaded
@@ -33,7 +33,7 @@ def tls_server() -> Iterator[TestServer]:
 def trust_test_certificate(monkeypatch: pytest.MonkeyPatch) -> None:
     """fetcher's one TLS context, trusting only the test certificate."""
     context = ssl.create_default_context(cafile=str(TLS_CERT))
-    monkeypatch.setattr(http, "_tls_context", lambda: context)
+    monkeypatch.setattr(client, "_tls_context", lambda: context)
 
 
 def fetch(server: TestServer, path: str, partial: Path,

@@ -1,6 +1,6 @@
 """The one HTTP client of a run, and the one place httpx's errors are translated.
 
-:class:`Http` owns the ``httpx.AsyncClient`` (made by :func:`make_client`), the global
+:class:`Http` owns the ``httpx.AsyncClient`` (made by :mod:`fetcher.net.client`), the global
 and per-host limits, the retry policy (tenacity: transient failures only, jittered
 backoff or ``Retry-After``, a bounded total wait per request), redirects followed by
 hand (at most ``max_redirects``, http/https only), small in-memory bodies (images,
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import functools
 import logging
 import random
 import re
@@ -35,8 +34,7 @@ from fetcher.errors import (
 )
 from fetcher.events import EventSink, Retrying, ignore
 from fetcher.net import guard
-from fetcher.net.reads import larger_socket_reads
-from fetcher.net.sockets import use_plain_sockets
+from fetcher.net.client import make_client
 from fetcher.settings import DownloadSettings
 
 log = logging.getLogger(__name__)
@@ -127,39 +125,6 @@ def body_error(exc: httpx.TransportError, *, url: str, key: str, received: int) 
         message = f"connection broke after {received} bytes ({type(exc).__name__})"
     log.debug("%s: %s", key, cause(exc))
     return Transient(IncompleteDownloadError(message, url=url, episode=key))
-
-
-@functools.cache
-def _tls_context() -> ssl.SSLContext:
-    """The one TLS context of the process (certificate checks on, as httpx's default):
-    loading the CA store costs ~20 ms, once per client and transport otherwise."""
-    return httpx.create_ssl_context(trust_env=False)
-
-
-def make_client(settings: DownloadSettings, *, accept: str = "*/*") -> httpx.AsyncClient:
-    """The client fetcher uses: HTTP/1.1, identity encoding, no redirects, no proxies
-    from the environment, connection limits from *settings*, large socket reads, and
-    bare sockets under ``http://`` (see :mod:`fetcher.net.sockets`)."""
-    timeout = settings.timeout
-    limits = httpx.Limits(max_connections=settings.jobs * 2,
-                          max_keepalive_connections=settings.jobs * 2)
-    tls = _tls_context()
-    transport = httpx.AsyncHTTPTransport(http1=True, http2=False, limits=limits,
-                                         trust_env=False, verify=tls)
-    larger_socket_reads(transport)
-    # Plain HTTP on bare sockets, so that large bodies can be read from them directly.
-    plain = httpx.AsyncHTTPTransport(http1=True, http2=False, limits=limits,
-                                     trust_env=False, verify=tls)
-    mounts = {"http://": plain} if use_plain_sockets(plain) else {}
-    return httpx.AsyncClient(
-        transport=transport,
-        mounts=mounts,
-        follow_redirects=False,
-        timeout=httpx.Timeout(timeout, connect=timeout, read=timeout, pool=None),
-        headers={"User-Agent": settings.user_agent, "Accept-Encoding": "identity",
-                 "Accept": accept},
-        trust_env=False,
-    )
 
 
 class Http:

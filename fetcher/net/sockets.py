@@ -6,7 +6,7 @@ per read. :class:`PlainSocketBackend` connects with asyncio's ``sock_*`` calls i
 so that there is no buffer between the socket and h11: once httpx has read a response's
 headers and first body bytes, :mod:`fetcher.net.body` may read the rest of the body
 straight from the socket. TLS connections keep httpcore's own backend (``https://``
-has a transport of its own, see :func:`fetcher.net.http.make_client`).
+has a transport of its own, see :func:`fetcher.net.client.make_client`).
 
 Connecting follows RFC 8305 in a small way: addresses alternate between families and
 each later attempt starts 250 ms after the one before it, the first to connect wins.
