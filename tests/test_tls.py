@@ -136,3 +136,34 @@ def test_a_name_that_rebinds_to_loopback_is_refused_when_connecting(
         # A feed fetched from a private address lends its URLs that trust: allowed.
         assert asyncio.run(run("remote-private")).size == len(BIG)
         assert asyncio.run(run("own")).size == len(BIG)
+
+
+def test_a_connection_made_for_your_own_url_never_serves_a_feeds_url(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The connect-time check runs once per connection: so a connection opened for a URL
+    # of the user's own (to loopback, allowed) must not be reused for a feed-supplied URL
+    # to the same origin, which may not reach loopback.
+    import ipaddress
+
+    from fetcher.net import guard
+
+    async def public(host: str, port: int) -> list[guard.IPAddress]:
+        return [ipaddress.ip_address("93.184.216.34")]
+
+    monkeypatch.setattr(guard, "addresses_of", public)
+    small = mp3_bytes(3_000, seed=4)
+    with TestServer() as server:
+        server.add("/mine.mp3", body=small)
+        server.add("/theirs.mp3", body=small)
+
+        async def run() -> None:
+            async with Downloader(FAST) as downloader:
+                await downloader.fetch(DownloadRequest(
+                    "mine", server.url("/mine.mp3"), tmp_path / "mine.part", len(small)))
+                await downloader.fetch(DownloadRequest(
+                    "theirs", server.url("/theirs.mp3"), tmp_path / "theirs.part",
+                    len(small), trust="remote"))
+
+        with pytest.raises(DownloadError, match="when connecting"):
+            asyncio.run(run())
+        assert server.requests_to("/theirs.mp3") == []

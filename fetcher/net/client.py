@@ -51,3 +51,15 @@ def make_client(settings: DownloadSettings, *, accept: str = "*/*") -> httpx.Asy
                  "Accept": accept},
         trust_env=False,
     )
+
+
+def certificate_refused(exc: BaseException) -> str | None:
+    """Why the server's TLS certificate was not trusted, when that is what *exc* is."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            break
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return str(seen.verify_message or "certificate verify failed")
+        seen = seen.__cause__ or seen.__context__
+    return None

@@ -14,7 +14,6 @@ import email.utils
 import logging
 import random
 import re
-import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from fetcher.errors import (
 )
 from fetcher.events import EventSink, Retrying, ignore
 from fetcher.net import guard
-from fetcher.net.client import make_client
+from fetcher.net.client import certificate_refused, make_client
 from fetcher.settings import DownloadSettings
 
 log = logging.getLogger(__name__)
@@ -90,18 +89,6 @@ def retry_after_seconds(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def certificate_refused(exc: BaseException) -> str | None:
-    """Why the server's TLS certificate was not trusted, when that is what *exc* is."""
-    seen: BaseException | None = exc
-    for _ in range(8):
-        if seen is None:
-            break
-        if isinstance(seen, ssl.SSLCertVerificationError):
-            return str(seen.verify_message or "certificate verify failed")
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
 def cause(exc: BaseException) -> str:
     """A short reason from an httpx error, without the URL (it may hold a token)."""
     text = str(exc) or type(exc).__name__
@@ -136,6 +123,9 @@ class Http:
         self.on_event = on_event
         self._client = client
         self._own_client = client is None
+        # Connections for remote-supplied URLs are never shared with the user's own: the
+        # address guard checks each connection once, when it is made (fetcher.net.guard).
+        self._untrusted: dict[str, httpx.AsyncClient] = {}
         self.jobs = asyncio.Semaphore(settings.jobs)
         self._hosts: dict[str, asyncio.Semaphore] = {}
         # Origins that could not be reached at all after every retry: the rest of the
@@ -153,6 +143,21 @@ class Http:
         if self._own_client and self._client is not None:
             await self._client.aclose()
             self._client = None
+        for client in self._untrusted.values():
+            await client.aclose()
+        self._untrusted.clear()
+
+    def _client_for(self, trust: str) -> httpx.AsyncClient:
+        """The client (and so the connection pool) for requests of *trust*: one per trust
+        level, so that a connection checked for one level never serves another."""
+        assert self._client is not None, "use Http as an async context manager"
+        if trust == "own" or not self._own_client:
+            return self._client
+        client = self._untrusted.get(trust)
+        if client is None:
+            client = self._untrusted[trust] = make_client(
+                self.settings, accept=self._client.headers.get("Accept", "*/*"))
+        return client
 
     def host_limit(self, url: str) -> asyncio.Semaphore:
         host = host_of(url)
@@ -242,7 +247,8 @@ class Http:
             await guard.check(url, trust, allow_private=self.settings.allow_private_addresses,
                               key=key)
             with guard.policy(trust, self.settings.allow_private_addresses):
-                response = await self._send(key, url, dict(headers or {}))
+                response = await self._send(key, url, dict(headers or {}),
+                                            self._client_for(trust))
             if response.status_code not in REDIRECT_STATUSES:
                 return response
             location = response.headers.get("Location")
@@ -269,11 +275,11 @@ class Http:
             raise HostUnreachableError(f"host unreachable earlier in this run ({known})",
                                        url=url, episode=key, unreachable=where)
 
-    async def _send(self, key: str, url: str, headers: dict[str, str]) -> httpx.Response:
-        assert self._client is not None
+    async def _send(self, key: str, url: str, headers: dict[str, str],
+                    client: httpx.AsyncClient) -> httpx.Response:
         try:
-            request = self._client.build_request("GET", url, headers=headers)
-            response = await self._client.send(request, stream=True)
+            request = client.build_request("GET", url, headers=headers)
+            response = await client.send(request, stream=True)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             refused = certificate_refused(exc)
             if refused is not None:
