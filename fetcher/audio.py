@@ -303,21 +303,27 @@ def measure_duration_ms(path: Path) -> int | None:
         return _walk_frames(file, start + pos)
 
 
-#: Positions sampled across a file to decide whether its bitrate is constant.
+#: Positions sampled across a file to decide whether its bitrate is constant: one per
+#: 64 KiB of audio, at least :data:`_MIN_SAMPLES` and at most :data:`_SAMPLES`.
 _SAMPLES = 48
+_MIN_SAMPLES = 12
+#: Bytes read at each position: two frames of the largest kind (1,441 bytes) and room
+#: to find the first one.
+_SAMPLE_BYTES = 4096
 
 
 def _constant_bitrate(file: BinaryIO, start: int, end: int, first: FrameHeader) -> bool:
     span = end - start
     if span <= 0:
         return True
-    for index in range(1, _SAMPLES):
-        position = start + span * index // _SAMPLES
+    samples = max(_MIN_SAMPLES, min(_SAMPLES, span // (64 * 1024)))
+    for index in range(1, samples):
+        position = start + span * index // samples
         file.seek(position)
-        block = file.read(8192)
+        block = file.read(_SAMPLE_BYTES)
         found = _find_sync(block)
         if found is None:
-            if len(block) < 8192:
+            if len(block) < _SAMPLE_BYTES:
                 continue  # the tail of the file
             return False
         header = parse_frame_header(block, found)

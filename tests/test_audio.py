@@ -97,6 +97,17 @@ def test_vbr_without_header_is_walked_frame_by_frame(tmp_path: Path) -> None:
     assert measure_duration_ms(path) == (1000 + 100) * FRAME_MS
 
 
+def test_a_stretch_at_another_bitrate_is_not_taken_for_cbr(tmp_path: Path) -> None:
+    # A stitched-in segment (an inserted ad, say) at another bitrate: a fifth of the
+    # file in its middle is enough for the sampling to see it and walk every frame.
+    low = bytearray(mp3_bytes(24)[:384])
+    low[2] = 0x54  # 64 kbit/s, 48 kHz
+    low_frame, high_frame = bytes(low[:192]), mp3_bytes(24, seed=9)[:384]
+    path = tmp_path / "stitched.mp3"
+    path.write_bytes(high_frame * 2000 + low_frame * 1000 + high_frame * 2000)
+    assert measure_duration_ms(path) == 5000 * FRAME_MS
+
+
 def test_cbr_duration_by_size_matches_the_frame_walk(tmp_path: Path) -> None:
     path = tmp_path / "cbr.mp3"
     path.write_bytes(TAG + mp3_bytes(123_456, seed=2) + id3v1_tag())
