@@ -60,3 +60,21 @@ def test_numbers() -> None:
     assert episode_number("p01") == "p01"
     assert episode_number("  ") is None
     assert whole_number("0") == 0 and whole_number("12a") is None and whole_number(None) is None
+
+
+# Titles come from parsed XML, so they hold only characters XML allows.
+_xml_text = st.characters(blacklist_categories=("Cs", "Cc", "Cn"))
+
+
+@given(title=st.text(_xml_text, max_size=40), query=st.text(_xml_text, max_size=20))
+def test_exported_opml_reads_back_whatever_the_titles_and_urls_hold(title: str,
+                                                                     query: str) -> None:
+    from lxml import etree
+
+    from fetcher.sources.opml import Subscription, read_opml, write_opml
+
+    url = "https://example.com/feed?q=" + query
+    text = write_opml([Subscription(url, title)])
+    subscription = read_opml(etree.fromstring(text.encode()))[0]
+    assert subscription.url == url
+    assert subscription.title == (title or url).strip()
