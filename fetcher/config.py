@@ -142,6 +142,7 @@ SCHEMA: dict[str, dict[str, tuple[Check, str]]] = {
         "size_mismatch": (_choice("fail", "accept"), '"fail" or "accept"'),
         "max_retry_wait": (_number(0, 86400), "seconds from 0 to 86400"),
         "allow_private_addresses": (_boolean, "true or false"),
+        "ca_file": (_string, "a path to a PEM file of certificate authorities, or empty"),
     },
     "feeds": {
         "max_pages": (_int(1, 100_000), "a whole number from 1 to 100000"),
@@ -223,7 +224,11 @@ def parse_config(data: Mapping[str, Any], *, base: Path, path: Path | None = Non
         check_template(feeds.filename)
     except ValueError as exc:
         raise ConfigError(str(exc), key="feeds.filename", path=path) from None
-    download = _fill(DownloadSettings(), data.get("download", {}))
+    download_data = dict(data.get("download", {}))
+    ca_file = download_data.pop("ca_file", "")
+    download = _fill(DownloadSettings(), download_data)
+    if ca_file.strip():
+        download = replace(download, ca_file=_ca_file(_resolve(base, ca_file), path))
     if not download.user_agent.strip():
         download = replace(download, user_agent=DEFAULT_USER_AGENT)
     tags_data = dict(data.get("tags", {}))
@@ -235,6 +240,20 @@ def parse_config(data: Mapping[str, Any], *, base: Path, path: Path | None = Non
                         tuple(hooks_data.get("after_run", ())),
                         float(hooks_data.get("timeout", 300.0)))
     return Config(archive_config, sources, download, tags, feeds, hooks)
+
+
+def _ca_file(file: Path, path: Path | None) -> str:
+    """*file* when it holds certificates that can be trusted; ConfigError otherwise."""
+    import ssl
+
+    try:
+        ssl.create_default_context(cafile=str(file))
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: no such file", key="download.ca_file", path=path) from None
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"{file}: not a PEM file of certificates ({exc})",
+                          key="download.ca_file", path=path) from None
+    return str(file)
 
 
 def _source_tables(tables: Any, base: Path, path: Path | None) -> tuple[SourceConfig, ...]:

@@ -35,6 +35,9 @@ class DownloadSettings:
     max_retry_wait: float = 600.0
     #: Let URLs that a public feed supplies reach loopback and private addresses.
     allow_private_addresses: bool = False
+    #: A PEM file of certificate authorities trusted besides the usual ones (a feed
+    #: host behind a private CA); None: only the usual ones.
+    ca_file: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

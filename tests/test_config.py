@@ -81,3 +81,17 @@ def test_empty_strings_mean_defaults() -> None:
                           base=Path("/"))
     assert config.download.user_agent.startswith("fetcher/")
     assert config.tags.image_base_url is None
+
+
+def test_ca_file_is_resolved_and_checked(tmp_path: Path) -> None:
+    from support.httpserver import TLS_CERT
+
+    (tmp_path / "ca.pem").write_bytes(TLS_CERT.read_bytes())
+    config = parse_config({"download": {"ca_file": "ca.pem"}}, base=tmp_path)
+    assert config.download.ca_file == str(tmp_path / "ca.pem")
+    assert parse_config({"download": {"ca_file": ""}}, base=tmp_path).download.ca_file is None
+    with pytest.raises(ConfigError, match=r"\[download.ca_file\] .*missing.pem: no such file"):
+        parse_config({"download": {"ca_file": "missing.pem"}}, base=tmp_path)
+    (tmp_path / "junk.pem").write_text("not a certificate\n")
+    with pytest.raises(ConfigError, match="not a PEM file of certificates"):
+        parse_config({"download": {"ca_file": "junk.pem"}}, base=tmp_path)

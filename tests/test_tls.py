@@ -33,7 +33,7 @@ def tls_server() -> Iterator[TestServer]:
 def trust_test_certificate(monkeypatch: pytest.MonkeyPatch) -> None:
     """fetcher's one TLS context, trusting only the test certificate."""
     context = ssl.create_default_context(cafile=str(TLS_CERT))
-    monkeypatch.setattr(client, "_tls_context", lambda: context)
+    monkeypatch.setattr(client, "_tls_context", lambda ca_file=None: context)
 
 
 def fetch(server: TestServer, path: str, partial: Path,
@@ -167,3 +167,29 @@ def test_a_connection_made_for_your_own_url_never_serves_a_feeds_url(
         with pytest.raises(DownloadError, match="when connecting"):
             asyncio.run(run())
         assert server.requests_to("/theirs.mp3") == []
+
+
+def test_a_feed_over_https_from_a_private_ca_is_archived(tmp_path: Path) -> None:
+    # End to end: `[download] ca_file` names the authority; the feed, its enclosure and
+    # the tags all over TLS, the file read back by mutagen.
+    from mutagen.id3 import ID3
+    from support.feeds import item, rss
+
+    import fetcher
+
+    audio = mp3_bytes(5_000, seed=2)
+    with TestServer(tls=True) as server:
+        server.add("/a.mp3", body=audio)
+        server.add("/feed.xml", body=rss(item("tls-1", server.url("/a.mp3"),
+                                               title="Over TLS", length=len(audio))),
+                   content_type="application/rss+xml")
+        config_path = tmp_path / "fetcher.toml"
+        config_path.write_text(
+            f'[archive]\ndir = "{tmp_path / "archive"}"\n'
+            f'[sources]\npaths = ["{server.url("/feed.xml")}"]\n'
+            f'[download]\nca_file = "{TLS_CERT}"\nretries = 0\n[tags]\ncover = false\n',
+            encoding="utf-8")
+        report = fetcher.sync(fetcher.load_config(config_path))
+    assert report.ok and report.count(fetcher.Status.DOWNLOADED) == 1
+    archived = next(o.path for o in report.outcomes if o.path)
+    assert str(ID3(archived)["TIT2"]) == "Over TLS"
