@@ -11,8 +11,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
-from fetcher.errors import ConfigError, is_url
+from fetcher.errors import ConfigError, is_url, redact_url
 from fetcher.filters import Filters, make_filters
 from fetcher.model import Episode
 from fetcher.settings import DEFAULT_USER_AGENT, DownloadSettings, FeedSettings, TagSettings
@@ -143,6 +144,7 @@ SCHEMA: dict[str, dict[str, tuple[Check, str]]] = {
         "max_retry_wait": (_number(0, 86400), "seconds from 0 to 86400"),
         "allow_private_addresses": (_boolean, "true or false"),
         "ca_file": (_string, "a path to a PEM file of certificate authorities, or empty"),
+        "proxy": (_string, "an http:// proxy URL, or empty"),
     },
     "feeds": {
         "max_pages": (_int(1, 100_000), "a whole number from 1 to 100000"),
@@ -226,7 +228,13 @@ def parse_config(data: Mapping[str, Any], *, base: Path, path: Path | None = Non
         raise ConfigError(str(exc), key="feeds.filename", path=path) from None
     download_data = dict(data.get("download", {}))
     ca_file = download_data.pop("ca_file", "")
+    proxy = download_data.pop("proxy", "").strip()
+    if proxy and (not proxy.lower().startswith("http://") or not urlsplit(proxy).hostname):
+        raise ConfigError("must be an http:// proxy URL (http://host:port), not "
+                          f"{redact_url(proxy)!r}", key="download.proxy", path=path)
     download = _fill(DownloadSettings(), download_data)
+    if proxy:
+        download = replace(download, proxy=proxy)
     if ca_file.strip():
         download = replace(download, ca_file=_ca_file(_resolve(base, ca_file), path))
     if not download.user_agent.strip():

@@ -38,6 +38,9 @@ class DownloadSettings:
     #: A PEM file of certificate authorities trusted besides the usual ones (a feed
     #: host behind a private CA); None: only the usual ones.
     ca_file: str | None = None
+    #: An ``http://`` proxy every request goes through (the environment's proxy
+    #: variables are ignored, so that a cron job behaves as it did when tried by hand).
+    proxy: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

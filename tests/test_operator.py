@@ -151,7 +151,7 @@ def test_json_carries_paths_reasons_and_errors(corpus: Corpus) -> None:
     assert json.loads(result.stdout) == {"ok": False, "error": {
         "code": 2, "message": f"{bad}: [download.jobz] unknown key (known: jobs, per_host, "
                               "retries, backoff, timeout, user_agent, size_mismatch, "
-                              "max_retry_wait, allow_private_addresses, ca_file)"}}
+                              "max_retry_wait, allow_private_addresses, ca_file, proxy)"}}
 
 
 def test_the_overall_bar_knows_its_total_before_downloads_start() -> None:

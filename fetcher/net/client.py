@@ -39,13 +39,19 @@ def make_client(settings: DownloadSettings, *, accept: str = "*/*") -> httpx.Asy
     limits = httpx.Limits(max_connections=settings.jobs * 2,
                           max_keepalive_connections=settings.jobs * 2)
     tls = _tls_context(settings.ca_file)
+    proxy = httpx.Proxy(settings.proxy) if settings.proxy else None
     transport = httpx.AsyncHTTPTransport(http1=True, http2=False, limits=limits,
+                                         trust_env=False, verify=tls, proxy=proxy)
+    # Through a proxy every connection reaches the proxy: the address rule is then
+    # applied to the name only (fetcher.net.guard.check), and bodies come through httpx.
+    larger_socket_reads(transport, check_peer=proxy is None)
+    mounts: dict[str, httpx.AsyncBaseTransport] = {}
+    if proxy is None:
+        # Plain HTTP on bare sockets, so that large bodies can be read from them directly.
+        plain = httpx.AsyncHTTPTransport(http1=True, http2=False, limits=limits,
                                          trust_env=False, verify=tls)
-    larger_socket_reads(transport)
-    # Plain HTTP on bare sockets, so that large bodies can be read from them directly.
-    plain = httpx.AsyncHTTPTransport(http1=True, http2=False, limits=limits,
-                                     trust_env=False, verify=tls)
-    mounts = {"http://": plain} if use_plain_sockets(plain) else {}
+        if use_plain_sockets(plain):
+            mounts["http://"] = plain
     return httpx.AsyncClient(
         transport=transport,
         mounts=mounts,

@@ -61,10 +61,12 @@ class LargeReadStream(httpcore.AsyncNetworkStream):
 
 
 class LargeReadBackend(httpcore.AsyncNetworkBackend):
-    """Wraps a network backend so that every stream it opens reads large."""
+    """Wraps a network backend so that every stream it opens reads large (and, unless
+    the connections go to a proxy, checks the address it reached: see guard)."""
 
-    def __init__(self, inner: httpcore.AsyncNetworkBackend):
+    def __init__(self, inner: httpcore.AsyncNetworkBackend, *, check_peer: bool = True):
         self._inner = inner
+        self._check_peer = check_peer
 
     async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
                           local_address: str | None = None,
@@ -74,7 +76,8 @@ class LargeReadBackend(httpcore.AsyncNetworkBackend):
                                                socket_options)
         try:
             # Before a byte is sent (TLS included): see fetcher.net.guard.
-            guard.check_connected(stream.get_extra_info("server_addr"), host)
+            if self._check_peer:
+                guard.check_connected(stream.get_extra_info("server_addr"), host)
         except guard.ConnectRefused:
             await stream.aclose()
             raise
@@ -90,8 +93,10 @@ class LargeReadBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
-def larger_socket_reads(transport: httpx.AsyncHTTPTransport) -> bool:
-    """Make *transport*'s connections read large; False when the private names moved."""
+def larger_socket_reads(transport: httpx.AsyncHTTPTransport, *, check_peer: bool = True) -> bool:
+    """Make *transport*'s connections read large (*check_peer*: and check the address
+    they reach; off for a proxy's, whose address is the proxy's); False when the
+    private names moved."""
     pool = getattr(transport, "_pool", None)
     backend = getattr(pool, "_network_backend", None)
     if not isinstance(pool, httpcore.AsyncConnectionPool) or not isinstance(
@@ -100,5 +105,5 @@ def larger_socket_reads(transport: httpx.AsyncHTTPTransport) -> bool:
         log.debug("httpcore's connection pool has changed; using its default read size")
         return False
     if not isinstance(backend, LargeReadBackend):
-        pool._network_backend = LargeReadBackend(backend)
+        pool._network_backend = LargeReadBackend(backend, check_peer=check_peer)
     return True

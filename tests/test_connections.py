@@ -1,6 +1,7 @@
-"""HTTPS against a real TLS server on 127.0.0.1 (a self-signed certificate in
-tests/fixtures/tls): bodies over TLS stay on httpx's path and keep every promise; and
-the address guard applied where connections are made, over HTTP and HTTPS."""
+"""How fetcher connects, against real servers on 127.0.0.1: HTTPS (a self-signed
+certificate in tests/fixtures/tls, trusted through ``[download] ca_file``), the address
+guard applied where connections are made, and a forward proxy (absolute-form requests
+and CONNECT tunnels, tests/support/proxy.py)."""
 
 from __future__ import annotations
 
@@ -193,3 +194,66 @@ def test_a_feed_over_https_from_a_private_ca_is_archived(tmp_path: Path) -> None
     assert report.ok and report.count(fetcher.Status.DOWNLOADED) == 1
     archived = next(o.path for o in report.outcomes if o.path)
     assert str(ID3(archived)["TIT2"]) == "Over TLS"
+
+
+def test_everything_goes_through_the_configured_proxy(tmp_path: Path) -> None:
+    # `[download] proxy`: an http:// feed and its audio as absolute-form requests, an
+    # https:// one through a CONNECT tunnel; the files arrive whole and tagged.
+    from mutagen.id3 import ID3
+    from support.feeds import item, rss
+    from support.proxy import TestProxy
+
+    import fetcher
+
+    audio = mp3_bytes(5_000, seed=3)
+    big = mp3_bytes(40_000, seed=4)  # large enough for the direct path, were it on
+    with TestServer() as plain, TestServer(tls=True) as secure, TestProxy() as proxy:
+        plain.add("/a.mp3", body=big)
+        plain.add("/feed.xml", body=rss(item("p-1", plain.url("/a.mp3"), title="Plain")))
+        secure.add("/b.mp3", body=audio)
+        secure.add("/feed.xml", body=rss(item("s-1", secure.url("/b.mp3"), title="Secure"),
+                                         title="Secure Show"))
+        config_path = tmp_path / "fetcher.toml"
+        config_path.write_text(
+            f'[archive]\ndir = "{tmp_path / "archive"}"\n[sources]\npaths = '
+            f'["{plain.url("/feed.xml")}", "{secure.url("/feed.xml")}"]\n'
+            f'[download]\nca_file = "{TLS_CERT}"\nproxy = "{proxy.url}"\nretries = 0\n'
+            "[tags]\ncover = false\n", encoding="utf-8")
+        report = fetcher.sync(fetcher.load_config(config_path))
+        seen = proxy.seen
+    assert report.ok and report.count(fetcher.Status.DOWNLOADED) == 2
+    assert ("GET", plain.url("/feed.xml")) in seen and ("GET", plain.url("/a.mp3")) in seen
+    assert ("CONNECT", f"127.0.0.1:{secure.port}") in seen
+    titles = {str(ID3(o.path)["TIT2"]) for o in report.outcomes if o.path}
+    assert titles == {"Plain", "Secure"}
+    sizes = sorted(o.path.stat().st_size for o in report.outcomes if o.path)
+    assert sizes[1] > len(big)  # the big one whole, its tag in front
+
+
+def test_a_proxy_that_is_down_is_one_clear_failure(tmp_path: Path) -> None:
+    import socket as sockets
+
+    free = sockets.socket()
+    free.bind(("127.0.0.1", 0))
+    port = free.getsockname()[1]
+    free.close()
+    settings = DownloadSettings(retries=0, timeout=2.0, proxy=f"http://127.0.0.1:{port}")
+    with TestServer() as server:
+        server.add("/a.mp3", body=BIG)
+        with pytest.raises(DownloadError, match="cannot connect"):
+            fetch(server, "/a.mp3", tmp_path / "a.part", settings)
+        assert server.log == []
+
+
+def test_a_proxy_must_be_an_http_url(tmp_path: Path) -> None:
+    from fetcher.config import parse_config
+    from fetcher.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"\[download.proxy\] must be an http:// proxy"):
+        parse_config({"download": {"proxy": "socks5://u:secret@h:1080"}}, base=tmp_path)
+    try:
+        parse_config({"download": {"proxy": "ftp://u:secret@h"}}, base=tmp_path)
+    except ConfigError as error:
+        assert "secret" not in str(error)
+    config = parse_config({"download": {"proxy": "http://proxy.lan:3128"}}, base=tmp_path)
+    assert config.download.proxy == "http://proxy.lan:3128"
