@@ -11,6 +11,7 @@ from pathlib import Path
 import httpcore
 import httpx
 import pytest
+from support.downloads import FAST, fetch, fetch_in_turn
 from support.httpserver import TestServer
 from support.mp3factory import mp3_bytes
 
@@ -20,10 +21,9 @@ from fetcher.net import body, sockets
 from fetcher.net.client import make_client
 from fetcher.net.download import Downloader, DownloadRequest
 from fetcher.settings import DownloadSettings
-from fetcher.staging import Downloaded, sidecar_path
+from fetcher.staging import sidecar_path
 
 BIG = mp3_bytes(80_000, seed=5)  # about 1.25 MB: well above DIRECT_MIN_BYTES
-FAST = DownloadSettings(retries=3, backoff=0.01, timeout=2.0)
 
 
 @pytest.fixture
@@ -38,17 +38,6 @@ def direct_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr("fetcher.net.download.read_rest", counted)
     return seen
-
-
-def fetch(server: TestServer, path: str, partial: Path, settings: DownloadSettings = FAST,
-          events: list[Event] | None = None) -> Downloaded:
-    async def run() -> Downloaded:
-        sink = events.append if events is not None else (lambda _: None)
-        async with Downloader(settings, on_event=sink) as downloader:
-            return await downloader.fetch(
-                DownloadRequest("ep", server.url(path), partial, len(BIG)))
-
-    return asyncio.run(run())
 
 
 def test_http_urls_use_bare_sockets_and_https_keeps_httpcores_backend() -> None:
@@ -69,11 +58,11 @@ def test_large_body_is_read_directly_and_the_connection_is_not_reused(
     server.add("/big.mp3", body=BIG)
     server.add("/big2.mp3", body=BIG)
     events: list[Event] = []
-    result = fetch(server, "/big.mp3", tmp_path / "a.part", events=events)
+    result = fetch(server, "/big.mp3", tmp_path / "a.part", expected=len(BIG), events=events)
     assert (tmp_path / "a.part").read_bytes() == BIG and result.size == len(BIG)
     assert len(direct_reads) == 1 and 0 < direct_reads[0] < len(BIG)
     assert sum(e.bytes for e in events if isinstance(e, Advanced)) == len(BIG)
-    fetch(server, "/big2.mp3", tmp_path / "b.part")
+    fetch(server, "/big2.mp3", tmp_path / "b.part", expected=len(BIG))
     assert (tmp_path / "b.part").read_bytes() == BIG
     first, second = server.requests_to("/big.mp3")[0], server.requests_to("/big2.mp3")[0]
     assert first.connection != second.connection
@@ -85,13 +74,7 @@ def test_small_body_stays_on_httpx_and_keeps_its_connection(
     server.add("/s1.mp3", body=small)
     server.add("/s2.mp3", body=small)
 
-    async def run() -> None:
-        async with Downloader(FAST) as downloader:
-            for name in ("s1", "s2"):
-                await downloader.fetch(DownloadRequest(
-                    name, server.url(f"/{name}.mp3"), tmp_path / f"{name}.part", len(small)))
-
-    asyncio.run(run())
+    fetch_in_turn(server, ["/s1.mp3", "/s2.mp3"], tmp_path, len(small))
     assert direct_reads == []
     assert server.requests_to("/s1.mp3")[0].connection == \
         server.requests_to("/s2.mp3")[0].connection
@@ -102,7 +85,8 @@ def test_bytes_that_arrived_before_a_stall_are_kept_for_the_resume(
     server.add("/stall.mp3", body=BIG, stall_after=[600_000], stall_seconds=3)
     events: list[Event] = []
     settings = DownloadSettings(retries=2, backoff=0.01, timeout=0.5)
-    fetch(server, "/stall.mp3", tmp_path / "s.part", settings, events)
+    fetch(server, "/stall.mp3", tmp_path / "s.part", expected=len(BIG), settings=settings,
+          events=events)
     assert (tmp_path / "s.part").read_bytes() == BIG
     assert direct_reads and any(isinstance(e, Retrying) for e in events)
     # Every byte received before the read timed out was written: the resume starts there.
@@ -113,7 +97,7 @@ def test_bytes_that_arrived_before_a_stall_are_kept_for_the_resume(
 def test_a_reset_mid_body_resumes(server: TestServer, tmp_path: Path,
                                   direct_reads: list[int]) -> None:
     server.add("/reset.mp3", body=BIG, reset_after=[700_000])
-    fetch(server, "/reset.mp3", tmp_path / "r.part")
+    fetch(server, "/reset.mp3", tmp_path / "r.part", expected=len(BIG))
     assert (tmp_path / "r.part").read_bytes() == BIG
     assert direct_reads and server.requests_to("/reset.mp3")[1].status == 206
 
@@ -124,7 +108,7 @@ def test_too_slow_is_given_up_and_what_arrived_is_kept(
     settings = DownloadSettings(retries=0, timeout=2.0, min_speed=1_000_000, speed_window=0.5)
     partial = tmp_path / "slow.part"
     with pytest.raises(IncompleteDownloadError, match="too slow"):
-        fetch(server, "/slow.mp3", partial, settings)
+        fetch(server, "/slow.mp3", partial, expected=len(BIG), settings=settings)
     assert direct_reads
     kept = partial.read_bytes()
     assert 4096 <= len(kept) < len(BIG) and BIG.startswith(kept)

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.downloads import FAST, fetch, fetch_in_turn
 from support.httpserver import TLS_CERT, TestServer
 from support.mp3factory import mp3_bytes
 
@@ -21,7 +22,6 @@ from fetcher.settings import DownloadSettings
 from fetcher.staging import Downloaded
 
 BIG = mp3_bytes(60_000, seed=9)  # about 0.9 MB
-FAST = DownloadSettings(retries=3, backoff=0.01, timeout=2.0)
 
 
 @pytest.fixture
@@ -37,16 +37,6 @@ def trust_test_certificate(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(client, "_tls_context", lambda ca_file=None: context)
 
 
-def fetch(server: TestServer, path: str, partial: Path,
-          settings: DownloadSettings = FAST) -> Downloaded:
-    async def run() -> Downloaded:
-        async with Downloader(settings) as downloader:
-            return await downloader.fetch(
-                DownloadRequest("ep", server.url(path), partial, len(BIG)))
-
-    return asyncio.run(run())
-
-
 @pytest.mark.usefixtures("trust_test_certificate")
 def test_https_body_arrives_whole_and_resumes_after_a_drop(
         tls_server: TestServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -55,7 +45,7 @@ def test_https_body_arrives_whole_and_resumes_after_a_drop(
                         lambda *args, **kwargs: direct.append(args))
     tls_server.add("/a.mp3", body=BIG, drop_after=[400_000])
     assert tls_server.url("/a.mp3").startswith("https://")
-    result = fetch(tls_server, "/a.mp3", tmp_path / "a.part")
+    result = fetch(tls_server, "/a.mp3", tmp_path / "a.part", expected=len(BIG))
     assert (tmp_path / "a.part").read_bytes() == BIG and result.size == len(BIG)
     second = tls_server.requests_to("/a.mp3")[1]
     assert second.headers["range"].startswith("bytes=") and second.status == 206
@@ -69,14 +59,7 @@ def test_https_keeps_its_connection_between_episodes(tls_server: TestServer,
     tls_server.add("/1.mp3", body=small)
     tls_server.add("/2.mp3", body=small)
 
-    async def run() -> None:
-        async with Downloader(FAST) as downloader:
-            for name in ("1", "2"):
-                await downloader.fetch(DownloadRequest(
-                    name, tls_server.url(f"/{name}.mp3"), tmp_path / f"{name}.part",
-                    len(small)))
-
-    asyncio.run(run())
+    fetch_in_turn(tls_server, ["/1.mp3", "/2.mp3"], tmp_path, len(small))
     assert tls_server.requests_to("/1.mp3")[0].connection == \
         tls_server.requests_to("/2.mp3")[0].connection
 
@@ -241,7 +224,7 @@ def test_a_proxy_that_is_down_is_one_clear_failure(tmp_path: Path) -> None:
     with TestServer() as server:
         server.add("/a.mp3", body=BIG)
         with pytest.raises(DownloadError, match="cannot connect"):
-            fetch(server, "/a.mp3", tmp_path / "a.part", settings)
+            fetch(server, "/a.mp3", tmp_path / "a.part", expected=len(BIG), settings=settings)
         assert server.log == []
 
 

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support.downloads import FAST, fetch
 from support.httpserver import TestServer
 from support.mp3factory import id3v1_tag, id3v2_tag, mp3_bytes, text_frame_v23
 
@@ -30,30 +31,9 @@ from fetcher.settings import DownloadSettings
 from fetcher.staging import Downloaded, sidecar_path
 
 AUDIO = mp3_bytes(3_000, seed=1)  # 47 kB
-FAST = DownloadSettings(retries=3, backoff=0.01, timeout=2.0)
 
 # Every test here runs on both body paths (see the body_path fixture).
 pytestmark = pytest.mark.usefixtures("body_path")
-
-
-def fetch(
-    server: TestServer,
-    path: str,
-    partial: Path,
-    *,
-    expected: int | None = None,
-    settings: DownloadSettings = FAST,
-    events: list[Event] | None = None,
-    url: str | None = None,
-) -> Downloaded:
-    async def run() -> Downloaded:
-        sink = events.append if events is not None else (lambda _: None)
-        async with Downloader(settings, on_event=sink) as downloader:
-            return await downloader.fetch(
-                DownloadRequest("ep", url or server.url(path), partial, expected)
-            )
-
-    return asyncio.run(run())
 
 
 @pytest.fixture

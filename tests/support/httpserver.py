@@ -14,6 +14,7 @@ import hashlib
 import os
 import re
 import socket
+import socketserver
 import ssl
 import struct
 import threading
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 
 @dataclass
@@ -284,25 +285,33 @@ class _Server(ThreadingHTTPServer):
         return sock, address
 
 
-class TestServer:
-    """Start with ``with TestServer() as server``; ``server.url(path)`` names a route."""
+class Running:
+    """A socketserver served from a thread of its own while in a ``with`` block."""
 
-    __test__ = False  # not a test class, whatever its name
-
-    def __init__(self, *, tls: bool = False) -> None:
-        self._server = _Server(tls)
-        self.scheme = "https" if tls else "http"
+    def __init__(self, server: socketserver.BaseServer) -> None:
+        self._server = server
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+            target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
         )
 
-    def __enter__(self) -> TestServer:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class TestServer(Running):
+    """Start with ``with TestServer() as server``; ``server.url(path)`` names a route."""
+
+    __test__ = False  # not a test class, whatever its name
+
+    def __init__(self, *, tls: bool = False) -> None:
+        self._server: _Server = _Server(tls)
+        super().__init__(self._server)
+        self.scheme = "https" if tls else "http"
 
     @property
     def port(self) -> int:

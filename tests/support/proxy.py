@@ -6,10 +6,11 @@ from __future__ import annotations
 import contextlib
 import select
 import socket
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
+
+from support.httpserver import Running
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -85,23 +86,14 @@ class _ProxyServer(ThreadingHTTPServer):
         self.seen: list[tuple[str, str]] = []
 
 
-class TestProxy:
+class TestProxy(Running):
     """``with TestProxy() as proxy``: ``proxy.url`` to configure, ``proxy.seen`` to check."""
 
     __test__ = False
 
     def __init__(self) -> None:
-        self._server = _ProxyServer()
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.02}, daemon=True)
-
-    def __enter__(self) -> TestProxy:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server: _ProxyServer = _ProxyServer()
+        super().__init__(self._server)
 
     @property
     def url(self) -> str:
