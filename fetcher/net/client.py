@@ -5,7 +5,10 @@
 - ``https://`` through httpcore's own network backend with 1 MiB reads
   (:mod:`fetcher.net.reads`);
 - ``http://`` through bare sockets (:mod:`fetcher.net.sockets`), so that a large body
-  can be read straight from its socket (:mod:`fetcher.net.body`).
+  can be read straight from its socket (:mod:`fetcher.net.body`);
+- with ``[download] proxy``, both schemes through that proxy (CONNECT for TLS) on
+  httpcore's backend, every body through httpx;
+- one TLS context per CA file for the process, certificate checks always on.
 """
 
 from __future__ import annotations
