@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import ssl
 import typing
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import httpcore
 import httpx
@@ -93,17 +93,26 @@ class LargeReadBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
-def larger_socket_reads(transport: httpx.AsyncHTTPTransport, *, check_peer: bool = True) -> bool:
-    """Make *transport*'s connections read large (*check_peer*: and check the address
-    they reach; off for a proxy's, whose address is the proxy's); False when the
-    private names moved."""
+def replace_backend(
+    transport: httpx.AsyncHTTPTransport,
+    make: Callable[[httpcore.AsyncNetworkBackend], httpcore.AsyncNetworkBackend],
+) -> bool:
+    """Give *transport*'s connection pool the backend ``make(current backend)``; False,
+    and the transport unchanged, when httpx's or httpcore's private names moved."""
     pool = getattr(transport, "_pool", None)
     backend = getattr(pool, "_network_backend", None)
     if not isinstance(pool, httpcore.AsyncConnectionPool) or not isinstance(
         backend, httpcore.AsyncNetworkBackend
     ):
-        log.debug("httpcore's connection pool has changed; using its default read size")
+        log.debug("httpcore's connection pool has changed; keeping its own backend")
         return False
-    if not isinstance(backend, LargeReadBackend):
-        pool._network_backend = LargeReadBackend(backend, check_peer=check_peer)
+    pool._network_backend = make(backend)
     return True
+
+
+def larger_socket_reads(transport: httpx.AsyncHTTPTransport, *, check_peer: bool = True) -> bool:
+    """Make *transport*'s connections read large (*check_peer*: and check the address
+    they reach; off for a proxy's, whose address is the proxy's); False when the
+    private names moved."""
+    return replace_backend(transport, lambda backend: backend if isinstance(
+        backend, LargeReadBackend) else LargeReadBackend(backend, check_peer=check_peer))

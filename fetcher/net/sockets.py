@@ -25,6 +25,7 @@ import httpcore
 import httpx
 
 from fetcher.net import guard
+from fetcher.net.reads import replace_backend
 
 #: Bytes asked of the socket per read (httpcore asks for 64 KiB; asyncio's own transports
 #: read at most 256 KiB). Large bodies bypass these reads (fetcher.net.body).
@@ -211,10 +212,4 @@ async def _first_to_connect(addresses: list[Address], local_address: str | None,
 def use_plain_sockets(transport: httpx.AsyncHTTPTransport) -> bool:
     """Make *transport* connect with :class:`PlainSocketBackend` (use it for ``http://``
     only); False, and the transport unchanged, when httpx's private names moved."""
-    pool = getattr(transport, "_pool", None)
-    if not isinstance(pool, httpcore.AsyncConnectionPool) or not isinstance(
-        getattr(pool, "_network_backend", None), httpcore.AsyncNetworkBackend
-    ):
-        return False
-    pool._network_backend = PlainSocketBackend()
-    return True
+    return replace_backend(transport, lambda _: PlainSocketBackend())
