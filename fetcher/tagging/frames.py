@@ -232,8 +232,18 @@ def encode_frames(frames: Iterable[Frame], *, version: int) -> bytes:
     the same bytes (``tests/test_tagging.py`` compares them); the direct way is most
     of a new episode's tagging time saved.
     """
-    frames = list(frames)
-    slow = [f for f in frames if not _direct(f, version)]
+    return _encode_all(list(frames), version, allow_direct=True)
+
+
+def encode_frames_by_mutagen(frames: Iterable[Frame], *, version: int) -> bytes:
+    """:func:`encode_frames` with every frame converted and written by mutagen (the
+    reference the direct encoding is tested against)."""
+    return _encode_all(list(frames), version, allow_direct=False)
+
+
+def _encode_all(frames: list[Frame], version: int, *, allow_direct: bool) -> bytes:
+    direct = {id(f) for f in frames if allow_direct and _direct(f, version)}
+    slow = [f for f in frames if id(f) not in direct]
     converted = _converted(slow, version) if slow else {}
     config = ID3SaveConfig(version, "/")
     data = bytearray()
@@ -245,24 +255,8 @@ def encode_frames(frames: Iterable[Frame], *, version: int) -> bytes:
         seen.add(key)
         if key in converted:
             data += _encode(converted[key], config, version)
-        elif _direct(frame, version):
+        elif id(frame) in direct:
             data += _encode_direct(frame, version)
-    return bytes(data)
-
-
-def encode_frames_by_mutagen(frames: Iterable[Frame], *, version: int) -> bytes:
-    """:func:`encode_frames` with every frame converted and written by mutagen (the
-    reference the direct encoding is tested against)."""
-    frames = list(frames)
-    converted = _converted(frames, version)
-    config = ID3SaveConfig(version, "/")
-    data = bytearray()
-    seen: set[str] = set()
-    for frame in frames:
-        key = frame.HashKey
-        if key not in seen and key in converted:
-            seen.add(key)
-            data += _encode(converted[key], config, version)
     return bytes(data)
 
 
