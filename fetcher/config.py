@@ -255,7 +255,8 @@ def _ca_file(file: Path, path: Path | None) -> str:
     import ssl
 
     try:
-        ssl.create_default_context(cafile=str(file))
+        # A bare context: the check needs the file, not the system's store as well.
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=str(file))
     except FileNotFoundError:
         raise ConfigError(f"{file}: no such file", key="download.ca_file", path=path) from None
     except (OSError, ssl.SSLError) as exc:
