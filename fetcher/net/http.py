@@ -45,6 +45,8 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 PASSED_STATUSES = (410,)
 #: Response headers larger than this are a flood, not a podcast host.
 MAX_HEADER_BYTES = 64 * 1024
+#: What fetcher's clients ask for: audio first (feeds and images are accepted too).
+AUDIO_ACCEPT = "audio/mpeg, audio/*;q=0.9, */*;q=0.1"
 #: A redirect's body is read (so that the connection can be kept) up to this size.
 MAX_REDIRECT_BODY = 64 * 1024
 
@@ -134,9 +136,7 @@ class Http:
 
     async def __aenter__(self) -> Http:
         if self._client is None:
-            self._client = make_client(
-                self.settings, accept="audio/mpeg, audio/*;q=0.9, */*;q=0.1"
-            )
+            self._client = make_client(self.settings, accept=AUDIO_ACCEPT)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -156,7 +156,7 @@ class Http:
         client = self._untrusted.get(trust)
         if client is None:
             client = self._untrusted[trust] = make_client(
-                self.settings, accept=self._client.headers.get("Accept", "*/*"))
+                self.settings, accept=AUDIO_ACCEPT)
         return client
 
     def host_limit(self, url: str) -> asyncio.Semaphore:
