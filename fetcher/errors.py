@@ -131,6 +131,19 @@ class IncompleteDownloadError(DownloadError):
     """The transfer broke off before the whole body arrived."""
 
 
+# How a body that ended early is described, whichever path read it (fetcher.net.body).
+def read_timed_out(received: int) -> str:
+    return f"read timed out after {received} bytes"
+
+
+def connection_broke(received: int, reason: str) -> str:
+    return f"connection broke after {received} bytes ({reason})"
+
+
+def too_slow(count: int, seconds: float) -> str:
+    return f"too slow: {count} bytes in {seconds:.0f} s"
+
+
 class ResumeMismatchError(DownloadError):
     """The server's answer to a Range request does not fit the partial file."""
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from fetcher.errors import connection_broke, read_timed_out, too_slow
 from fetcher.failpoints import failpoint
 from fetcher.net.sockets import PlainSocketStream
 from fetcher.staging import Sink
@@ -75,10 +76,10 @@ class Result:
     def describe(self, kept: int) -> str:
         """Why the body ended early, in the httpx path's words (*kept*: bytes in the file)."""
         if self.ending is Ending.TOO_SLOW:
-            return f"too slow: {self.detail}"
+            return self.detail
         if self.ending is Ending.TIMED_OUT:
-            return f"read timed out after {kept} bytes"
-        return f"connection broke after {kept} bytes ({self.detail or 'closed by the server'})"
+            return read_timed_out(kept)
+        return connection_broke(kept, self.detail or "closed by the server")
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +230,7 @@ def _pump(body: DirectBody, sink: Sink, limits: Limits, cancel: threading.Event,
             elapsed = now - window_start
             if elapsed >= limits.speed_window:
                 if window_bytes < limits.min_speed * elapsed:
-                    ending, detail = Ending.TOO_SLOW, f"{window_bytes} bytes in {elapsed:.0f} s"
+                    ending, detail = Ending.TOO_SLOW, too_slow(window_bytes, elapsed)
                     break
                 window_start, window_bytes = now, 0
     finally:

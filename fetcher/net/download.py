@@ -35,6 +35,7 @@ from fetcher.errors import (
     ResumeMismatchError,
     SizeMismatchError,
     redact_url,
+    too_slow,
 )
 from fetcher.events import Advanced, EventSink, Failed, Finished, Restarted, Started, ignore
 from fetcher.failpoints import failpoint
@@ -311,9 +312,8 @@ class Downloader(Http):
                     if window_bytes < settings.min_speed * elapsed:
                         await flush()
                         raise Transient(IncompleteDownloadError(
-                            f"too slow: {window_bytes} bytes in {elapsed:.0f} s",
-                            url=request.url, episode=request.key,
-                        ))
+                            too_slow(window_bytes, elapsed), url=request.url,
+                            episode=request.key))
                     window_start, window_bytes = time.monotonic(), 0
                 if sniffing or looked_for_direct:
                     continue

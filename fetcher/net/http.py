@@ -29,6 +29,8 @@ from fetcher.errors import (
     HTTPStatusError,
     IncompleteDownloadError,
     RedirectError,
+    connection_broke,
+    read_timed_out,
     redact_url,
 )
 from fetcher.events import EventSink, Retrying, ignore
@@ -109,9 +111,9 @@ def status_error(key: str, response: httpx.Response) -> Exception:
 def body_error(exc: httpx.TransportError, *, url: str, key: str, received: int) -> Transient:
     """Translate an error raised while a body streams; what arrived is kept by the caller."""
     if isinstance(exc, httpx.TimeoutException):
-        message = f"read timed out after {received} bytes"
+        message = read_timed_out(received)
     else:
-        message = f"connection broke after {received} bytes ({type(exc).__name__})"
+        message = connection_broke(received, type(exc).__name__)
     log.debug("%s: %s", key, cause(exc))
     return Transient(IncompleteDownloadError(message, url=url, episode=key))
 
