@@ -94,10 +94,7 @@ class Finisher:
                     cover: bytes | None, images: dict[str, bytes]) -> str:
         """Tag a verified partial file (blocking); returns the SHA-256 of its new tag (the
         audio was hashed as it streamed)."""
-        from fetcher.tagging.writer import write_tags
-
-        tagged = write_tags(partial, episode, duration_ms=duration, settings=self.config.tags,
-                            cover=cover, images=images, journal_dir=None)
+        tagged = self._write_tag(partial, episode, duration, cover, images, journal=False)
         failpoint("tagged")
         log.debug("%s: %d tag bytes", episode.label, tagged.tag_bytes)
         return tag_sha256(partial)
@@ -263,14 +260,18 @@ class Finisher:
 
     async def _tag(self, path: Path, episode: Episode, duration: int | None, *,
                    journal: bool) -> Tagged:
+        cover, images = await self._images.for_episode(episode)
+        return await asyncio.to_thread(self._write_tag, path, episode, duration, cover,
+                                       images, journal=journal)
+
+    def _write_tag(self, path: Path, episode: Episode, duration: int | None,
+                   cover: bytes | None, images: dict[str, bytes], *, journal: bool) -> Tagged:
+        """Write *episode*'s tag into *path* (blocking); *journal* for an archived file."""
         from fetcher.tagging.writer import write_tags
 
-        settings = self.config.tags
-        cover, images = await self._images.for_episode(episode)
-        return await asyncio.to_thread(
-            write_tags, path, episode, duration_ms=duration, settings=settings, cover=cover,
-            images=images, journal_dir=self.archive.journal_dir if journal else None,
-        )
+        return write_tags(path, episode, duration_ms=duration, settings=self.config.tags,
+                          cover=cover, images=images,
+                          journal_dir=self.archive.journal_dir if journal else None)
 
     def _url_hash(self, url: str) -> str:
         """The keyed hash that stands for *url* in the manifest and the sidecars."""
