@@ -42,7 +42,7 @@ from fetcher.events import (
 )
 from fetcher.filters import Filters, make_filters
 from fetcher.model import Chapter, Episode, FeedRecord, Person, Skipped, Transcript
-from fetcher.plan import Action, Plan, Step, build_plan
+from fetcher.plan import Action, PathOwners, Plan, Step, build_plan
 from fetcher.settings import DownloadSettings, FeedSettings, TagSettings
 from fetcher.sources import (
     Entry,
@@ -84,6 +84,7 @@ __all__ = [
     "Loaded",
     "ManifestError",
     "Outcome",
+    "PathOwners",
     "Person",
     "Plan",
     "PlanReady",

@@ -110,8 +110,11 @@ def cmd_sync(args: argparse.Namespace) -> int:
     redirect = logging_redirect_tqdm([log]) if bars else contextlib.nullcontext()
     try:
         with redirect:
+            # Up-to-date episodes are listed by --json only; otherwise they are counted
+            # (a cron run over a big archive then holds nothing per archived episode).
             report = sync(config, sources=args.sources, on_event=view, handle_signals=True,
-                          filters=filters, retry_failed=args.retry_failed)
+                          filters=filters, retry_failed=args.retry_failed,
+                          keep_up_to_date=args.json)
     finally:
         view.close()
     for outcome in report.outcomes:

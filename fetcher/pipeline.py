@@ -69,7 +69,6 @@ class Pipeline(Finisher):
                 if step.action is Action.INVALID and step.episode is not None:
                     self._remember_failure(step.episode, step.reason)
         work = [(i, s) for i, s in enumerate(plan.steps) if i not in outcomes]
-        self._drop_stale_sidecars(plan)
         interrupted = False
         if work:
             from fetcher.net.download import Downloader
@@ -96,23 +95,6 @@ class Pipeline(Finisher):
                     else:
                         raise result
         return [outcomes[i] for i in sorted(outcomes)], interrupted
-
-    def _drop_stale_sidecars(self, plan: Plan) -> None:
-        """Remove the records of verified downloads whose episode is archived already
-        (a crash came after the manifest row, before the clean-up)."""
-        directory = self.archive.partial_path("").parent
-        try:
-            names = {p.name for p in directory.iterdir()}
-        except OSError:
-            return
-        orphans = {n for n in names if n.endswith(".part.json") and n[:-5] not in names}
-        if not orphans:
-            return
-        for step in plan.steps:
-            if step.action is Action.UP_TO_DATE and step.episode is not None:
-                sidecar = self.archive.partial_path(step.episode.guid).name + ".json"
-                if sidecar in orphans:
-                    (directory / sidecar).unlink(missing_ok=True)
 
     def _install_signals(self, tasks: Iterable[asyncio.Task[Outcome]]) -> asyncio.Event:
         loop = asyncio.get_running_loop()

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
+from typing import Protocol
 
 from fetcher.errors import SourceError, redact_url
 from fetcher.extras import missing_transcripts
@@ -55,16 +56,32 @@ class Step:
 @dataclass(frozen=True, slots=True)
 class Plan:
     steps: tuple[Step, ...]
+    #: Episodes found up to date whose steps were counted, not kept (a big archive's
+    #: run holds no object per archived episode; see :mod:`fetcher.planner`).
+    up_to_date: int = 0
 
     def count(self, action: Action) -> int:
-        return sum(1 for step in self.steps if step.action is action)
+        counted = self.up_to_date if action is Action.UP_TO_DATE else 0
+        return counted + sum(1 for step in self.steps if step.action is action)
 
     @property
     def work(self) -> list[Step]:
         return [s for s in self.steps if s.action in (Action.DOWNLOAD, Action.RETAG)]
 
 
+UP_TO_DATE_REASON = "archived and verified by size"
+#: What :func:`_decide` returns for an up-to-date episode that is only counted.
+COUNTED = Step(Action.UP_TO_DATE, UP_TO_DATE_REASON)
+
 StatFn = Callable[[Path | str], os.stat_result | None]
+
+
+class PathOwners(Protocol):
+    """Which episode (guid) holds each archive-relative path; new episodes add theirs."""
+
+    def get(self, path: str, /) -> str | None: ...
+
+    def __setitem__(self, path: str, guid: str, /) -> None: ...
 
 
 def stat_or_none(path: Path | str) -> os.stat_result | None:
@@ -84,17 +101,24 @@ def build_plan(
     stat: StatFn = stat_or_none,
     retry_failed: bool = False,
     now: datetime | None = None,
+    owners: PathOwners | None = None,
+    keep_up_to_date: bool = True,
 ) -> Plan:
     """What each entry needs; *template* names files (or chooses a template per episode).
 
     A download that failed for good (see :func:`fetcher.errors.is_permanent`) is
     deferred until its next try is due, unless *retry_failed* or its URL changed.
+    *owners* knows which paths are taken (default: those of *records*). Without
+    *keep_up_to_date*, up-to-date episodes are counted (:attr:`Plan.up_to_date`), and
+    their steps not made.
     """
     entries = list(entries)
     moment = (now or datetime.now(UTC)).isoformat(timespec="seconds")
     url_hash = archive.url_hasher()
-    taken: dict[str, str] = {r.path: r.guid for r in records.values() if r.path is not None}
+    taken: PathOwners = owners if owners is not None else {
+        r.path: r.guid for r in records.values() if r.path is not None}
     steps: list[Step] = []
+    counted = 0
     for entry in entries:
         if isinstance(entry, Skipped):
             steps.append(Step(Action.SKIP, entry.reason, entry.episode, source=entry.source))
@@ -103,7 +127,10 @@ def build_plan(
         else:
             record = records.get(entry.guid)
             step = _decide(entry, record, archive, template, tag_settings, taken, stat,
-                           url_hash)
+                           url_hash, keep_up_to_date)
+            if step is COUNTED:
+                counted += 1
+                continue
             if entry.digest is not None and step.action is not Action.UP_TO_DATE:
                 step = Step(Action.REREAD, "changed since it was cached", entry,
                             entry.source)
@@ -114,7 +141,7 @@ def build_plan(
                     f"failed {record.failures} time(s) for good ({record.last_error}); "
                     f"next try {record.next_try} (--retry-failed tries now)"))
             steps.append(step)
-    return Plan(tuple(steps))
+    return Plan(tuple(steps), counted)
 
 
 def _utc(text: str) -> str:
@@ -125,7 +152,7 @@ def _utc(text: str) -> str:
 
 
 def _assign_path(episode: Episode, template: str | Callable[[Episode], str],
-                 taken: dict[str, str]) -> PurePosixPath:
+                 taken: PathOwners) -> PurePosixPath:
     path = render_path(template if isinstance(template, str) else template(episode), episode)
     owner = taken.get(str(path))
     if owner is not None and owner != episode.guid:
@@ -152,9 +179,10 @@ def _decide(
     archive: Store,
     template: str | Callable[[Episode], str],
     tag_settings: TagSettings,
-    taken: dict[str, str],
+    taken: PathOwners,
     stat: StatFn,
     url_hash: Callable[[str], str] | None,
+    keep: bool,
 ) -> Step:
     def download(reason: str, path: PurePosixPath) -> Step:
         partial = stat(archive.partial_path(episode.guid))
@@ -171,36 +199,40 @@ def _decide(
                         episode, episode.source)
         return download("new episode", path)
 
-    path = PurePosixPath(record.path)  # one parse: the step carries it on
+    # The path is parsed only for a step that is kept (a no-op run counts its steps).
+    text = record.path
     # A rebuilt manifest knows neither URL nor size: the file is adopted as it is.
     known = episode.digest.url_hash if episode.digest is not None else None
     if _url_changed(record, episode.audio_url, url_hash, known):
-        return download("audio URL changed", path)
+        return download("audio URL changed", PurePosixPath(text))
     if (
         episode.expected_bytes is not None
         and record.expected_bytes is not None
         and record.expected_bytes != episode.expected_bytes
     ):
-        return download(
-            f"size changed ({record.expected_bytes} -> {episode.expected_bytes} bytes)", path
-        )
+        return download(f"size changed ({record.expected_bytes} -> "
+                        f"{episode.expected_bytes} bytes)", PurePosixPath(text))
     try:
-        current = stat(archive.absolute_text(record.path))
+        current = stat(archive.absolute_text(text))
     except Exception as exc:  # noqa: BLE001 - a hostile path in a damaged manifest
         return Step(Action.INVALID, f"{episode.source}: archived path refused: {exc}",
                     episode, episode.source)
     if current is None:
-        return download("archived file is missing", path)
+        return download("archived file is missing", PurePosixPath(text))
     if current.st_size != record.file_bytes:
-        step = download(
-            f"archived file is {current.st_size} bytes, expected {record.file_bytes}", path
-        )
+        step = download(f"archived file is {current.st_size} bytes, expected "
+                        f"{record.file_bytes}", PurePosixPath(text))
         if record.audio_sha256:
             step = replace(step, check_audio=True)
         return step
     if record.tag_hash != tag_fingerprint(episode, tag_settings):
-        return Step(Action.RETAG, "metadata changed", episode, episode.source, path, record)
-    if missing_transcripts(record.files, path, episode, url_hash):
-        return Step(Action.RETAG, "transcripts missing", episode, episode.source, path, record)
-    return Step(Action.UP_TO_DATE, "archived and verified by size", episode, episode.source,
-                path, record)
+        return Step(Action.RETAG, "metadata changed", episode, episode.source,
+                    PurePosixPath(text), record)
+    if episode.transcripts and missing_transcripts(record.files, PurePosixPath(text),
+                                                   episode, url_hash):
+        return Step(Action.RETAG, "transcripts missing", episode, episode.source,
+                    PurePosixPath(text), record)
+    if not keep:
+        return COUNTED
+    return Step(Action.UP_TO_DATE, UP_TO_DATE_REASON, episode, episode.source,
+                PurePosixPath(text), record)

@@ -25,12 +25,13 @@ from fetcher.journal import recover_journals
 from fetcher.model import FeedRecord
 from fetcher.pipeline import Pipeline, static_outcome
 from fetcher.plan import Action, Plan, build_plan
-from fetcher.sources import Entry, ReadOptions, SourceReport, read_sources
+from fetcher.planner import plan_run
+from fetcher.sources import ReadOptions, SourceReport, read_sources
 from fetcher.sources.doccache import DocumentCache
 from fetcher.sources.feeds import FeedStates
 from fetcher.staging import url_digest
 from fetcher.store import Archive, Store
-from fetcher.store.manifest import Manifest, Record
+from fetcher.store.manifest import Manifest
 from fetcher.tagging.spec import tag_fingerprint
 
 log = logging.getLogger(__name__)
@@ -44,9 +45,13 @@ class SyncReport:
     dry_run: bool = False
     #: How reading each source went (feeds: ok, not_modified, moved, gone, error).
     sources: tuple[SourceReport, ...] = ()
+    #: Episodes up to date that have no outcome in *outcomes*, only this count (see
+    #: ``keep_up_to_date``).
+    up_to_date: int = 0
 
     def count(self, status: Status) -> int:
-        return sum(1 for o in self.outcomes if o.status is status)
+        counted = self.up_to_date if status is Status.UP_TO_DATE else 0
+        return counted + sum(1 for o in self.outcomes if o.status is status)
 
     @property
     def ok(self) -> bool:
@@ -64,11 +69,12 @@ def sync(
     handle_signals: bool = False,
     filters: Filters = NO_FILTERS,
     retry_failed: bool = False,
+    keep_up_to_date: bool = True,
 ) -> SyncReport:
     """:func:`run` in a new event loop (for callers that run none)."""
     return run_to_end(run(config, sources=sources, dry_run=dry_run, on_event=on_event,
                           handle_signals=handle_signals, filters=filters,
-                          retry_failed=retry_failed))
+                          retry_failed=retry_failed, keep_up_to_date=keep_up_to_date))
 
 
 async def run(
@@ -80,12 +86,16 @@ async def run(
     handle_signals: bool = False,
     filters: Filters = NO_FILTERS,
     retry_failed: bool = False,
+    keep_up_to_date: bool = True,
 ) -> SyncReport:
     """Bring the archive up to date with the sources; see the module docstring.
 
     With *handle_signals*, SIGINT and SIGTERM stop the run cleanly (the loop must be
     the main thread's). *filters* apply to every source, on top of each source's own;
     *retry_failed* tries episodes that failed for good now, not on their schedule.
+    Without *keep_up_to_date*, episodes already up to date are counted
+    (:attr:`SyncReport.up_to_date`) rather than each given an outcome: a cron run over
+    a big archive then holds no object per archived episode.
     ConfigError when a local source does not exist (nothing is created then).
     """
     archive = Archive(config.archive.dir)
@@ -111,13 +121,13 @@ async def run(
                 log.info("the manifest no longer holds full audio URLs (tokens redacted)")
             hasher = keyed or url_digest
             options = read_options(config, ArchiveFeedStates(manifest, hasher))
-            options.documents = document_cache(config, manifest.cached_documents(), hasher)
-            loaded = await read_sources(names, options)
-            manifest.save_documents(options.documents.new_rows)
+            options.documents = document_cache(config, {}, hasher)
+            options.documents.fetch = manifest.cached_documents_for
+            options.documents.save = manifest.save_documents
+            plan, reports = await plan_run(config, archive, manifest, names, options,
+                                           filters=filters, retry_failed=retry_failed,
+                                           keep_up_to_date=keep_up_to_date)
             options.documents = None  # its rows are not needed again: let them go
-            records = manifest.records()
-            plan = await _plan(config, loaded.entries, records, archive, filters,
-                               retry_failed, options)
             on_event(plan_ready(plan))
             pipeline = Pipeline(config, archive, manifest, on_event)
             outcomes, interrupted = await pipeline.run(plan, handle_signals)
@@ -126,7 +136,8 @@ async def run(
                  if o.status in (Status.FAILED, Status.INTERRUPTED)
                  and o.episode and o.episode.feed_url}
             )
-    report = SyncReport(plan, tuple(outcomes), interrupted, sources=tuple(loaded.sources))
+    report = SyncReport(plan, tuple(outcomes), interrupted, sources=tuple(reports),
+                        up_to_date=plan.up_to_date)
     if config.hooks.after_run:
         from fetcher.hooks import run_after_run
 
@@ -139,31 +150,6 @@ def document_cache(config: Config, rows: dict[str, tuple[int, int, str, str]],
     settings_key = hashlib.sha256(repr(config.tags).encode()).hexdigest()[:16]
     return DocumentCache(rows, settings_key, lambda e: tag_fingerprint(e, config.tags),
                          hasher)
-
-
-async def _plan(config: Config, entries: list[Entry], records: dict[str, Record],
-                archive: Store, filters: Filters, retry_failed: bool,
-                options: ReadOptions) -> Plan:
-    """The plan; documents read from the cache that turn out to need work are read
-    again in full (their light entries replaced where they stood) and planned anew."""
-    plan = build_plan(apply_filters(entries, config.filters_for, filters), records, archive,
-                      config.template_for, config.tags, retry_failed=retry_failed)
-    stale = {s.source for s in plan.steps if s.action is Action.REREAD and s.source}
-    if not stale:
-        return plan
-    fresh = dataclasses.replace(options, documents=None, states=None)
-    again = await read_sources(sorted(stale), fresh)
-    by_source: dict[str, list[Entry]] = {}
-    for entry in again.entries:
-        by_source.setdefault(entry.source, []).append(entry)
-    merged: list[Entry] = []
-    for entry in entries:
-        if entry.source in stale:
-            merged += by_source.pop(entry.source, [])
-        else:
-            merged.append(entry)
-    return build_plan(apply_filters(merged, config.filters_for, filters), records, archive,
-                      config.template_for, config.tags, retry_failed=retry_failed)
 
 
 def plan_ready(plan: Plan) -> PlanReady:

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 #: File endings read when a directory is walked (named files are read whatever
 #: their name).
 DOCUMENT_SUFFIXES = frozenset({".md", ".markdown", ".json"})
+#: Documents read at a time when a directory is read in batches (:func:`stream_sources`).
+BATCH = 1000
 
 Entry = Episode | Skipped | SourceError
 
@@ -120,18 +123,30 @@ class ReadOptions:
 def read_local(source: str | Path, cache: DocumentCache | None = None) -> list[Entry]:
     """Every entry of one local path of episode documents; never raises. With *cache*,
     a document whose size and mtime are those cached is not parsed."""
-    path = Path(source)
-    entries: list[Entry] = []
     try:
-        if path.is_dir():
-            files = list(_walk(path))
-        elif path.exists():
-            files = [str(path)]
-        else:
-            raise SourceError(path, "no such file or directory")
+        files = list(local_files(source))
     except SourceError as exc:
         return [exc]
-    for name in files:
+    return read_files(files, cache)
+
+
+def local_files(source: str | Path) -> Iterator[str]:
+    """The document files of one local path: itself, or a directory's walked in name
+    order. SourceError when it does not exist (or cannot be listed)."""
+    path = Path(source)
+    if path.is_dir():
+        return _walk(path)
+    if path.exists():
+        return iter([str(path)])
+    raise SourceError(path, "no such file or directory")
+
+
+def read_files(names: list[str], cache: DocumentCache | None = None) -> list[Entry]:
+    """Every entry of the document files *names* (see :func:`read_local`)."""
+    entries: list[Entry] = []
+    if cache is not None:
+        cache.load(names)
+    for name in names:
         if cache is not None:
             try:
                 info = os.stat(name)  # noqa: PTH116 - a text path: no Path per document
@@ -150,6 +165,8 @@ def read_local(source: str | Path, cache: DocumentCache | None = None) -> list[E
         if cache is not None and info is not None:
             cache.put(name, info.st_size, info.st_mtime_ns, _cleaned_all(read))
         entries.extend(read)
+    if cache is not None:
+        cache.flush()
     return entries
 
 
@@ -199,6 +216,25 @@ class _Reading:
                                   f"it is {describe(head)}")
         return [error], [SourceReport(name, "unknown", "error", error=error.reason)]
 
+    async def batches(self, name: str) -> AsyncIterator[list[Entry]]:
+        """The entries of a local path, BATCH documents at a time."""
+        try:
+            files = await asyncio.to_thread(local_files, name)
+            # The next batch is read while the consumer works on the one before.
+            ahead = asyncio.ensure_future(asyncio.to_thread(self._batch, files))
+            try:
+                while (entries := await ahead) is not None:
+                    ahead = asyncio.ensure_future(asyncio.to_thread(self._batch, files))
+                    yield entries
+            finally:
+                ahead.cancel()
+        except SourceError as exc:
+            yield [exc]
+
+    def _batch(self, files: Iterator[str]) -> list[Entry] | None:
+        names = list(itertools.islice(files, BATCH))
+        return read_files(names, self.options.documents) if names else None
+
     async def _read_xml_file(self, path: Path,
                              name: str) -> tuple[list[Entry], list[SourceReport]]:
         report = SourceReport(name, "feed")
@@ -225,11 +261,35 @@ class _Reading:
 
 
 def _documents_report(name: str, entries: list[Entry]) -> SourceReport:
-    errors = [e for e in entries if isinstance(e, SourceError)]
-    lost = len(errors) == len(entries) and errors
-    return SourceReport(name, "documents", "error" if lost else "ok",
-                        episodes=sum(isinstance(e, Episode) for e in entries),
-                        error=str(errors[0]) if lost else None)
+    tally = _Tally(name)
+    tally.add(entries)
+    return tally.report()
+
+
+@dataclass(slots=True)
+class _Tally:
+    """How reading one local source went, counted batch by batch."""
+
+    name: str
+    entries: int = 0
+    episodes: int = 0
+    errors: int = 0
+    first_error: SourceError | None = None
+
+    def add(self, entries: list[Entry]) -> None:
+        self.entries += len(entries)
+        for entry in entries:
+            if isinstance(entry, Episode):
+                self.episodes += 1
+            elif isinstance(entry, SourceError):
+                self.errors += 1
+                self.first_error = self.first_error or entry
+
+    def report(self) -> SourceReport:
+        lost = self.errors == self.entries and self.first_error is not None
+        return SourceReport(self.name, "documents", "error" if lost else "ok",
+                            episodes=self.episodes,
+                            error=str(self.first_error) if lost else None)
 
 
 def _head(path: Path) -> bytes:
@@ -257,6 +317,38 @@ async def read_sources(sources: Sequence[str | Path],
     return loaded
 
 
+async def stream_sources(sources: Sequence[str | Path], options: ReadOptions,
+                         reports: list[SourceReport]) -> AsyncIterator[list[Entry]]:
+    """:func:`read_sources` batch by batch, in the same order with the same skips of
+    repeated guids. A directory of documents comes BATCH documents at a time, so that
+    a run over a big archive never holds all its entries at once; other sources come
+    whole (feeds are read concurrently). *reports* gets how each source went."""
+    names = [str(s) for s in sources]
+    folders = await asyncio.to_thread(lambda: [not is_url(n) and Path(n).is_dir()
+                                               for n in names])
+    unique = _Unique()
+    async with contextlib.AsyncExitStack() as stack:
+        reading = _Reading(options, stack)
+        whole = [None if folder else asyncio.ensure_future(reading.read(name))
+                 for name, folder in zip(names, folders, strict=True)]
+        try:
+            for name, task in zip(names, whole, strict=True):
+                if task is not None:
+                    entries, more = await task
+                    reports += more
+                    yield unique.entries(entries)
+                    continue
+                tally = _Tally(name)
+                async for batch in reading.batches(name):
+                    tally.add(batch)
+                    yield unique.entries(batch)
+                reports.append(tally.report())
+        finally:
+            for task in whole:
+                if task is not None:
+                    task.cancel()
+
+
 def load_episodes(sources: Iterable[str | Path],
                   options: ReadOptions | None = None) -> Loaded:
     """:func:`read_sources` for callers that run no event loop."""
@@ -265,8 +357,21 @@ def load_episodes(sources: Iterable[str | Path],
 
 def _deduplicated(results: Iterable[list[Entry]]) -> Loaded:
     loaded = Loaded()
-    seen: dict[str, str] = {}
+    unique = _Unique()
     for entries in results:
+        loaded.entries += unique.entries(entries)
+    return loaded
+
+
+class _Unique:
+    """Entries with a guid read before turned into skips naming the first source."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, str] = {}
+
+    def entries(self, entries: list[Entry]) -> list[Entry]:
+        seen = self.seen
+        result: list[Entry] = []
         for entry in entries:
             if isinstance(entry, Episode):
                 if entry.digest is None:  # cached entries were cleaned when cached
@@ -281,9 +386,9 @@ def _deduplicated(results: Iterable[list[Entry]]) -> Loaded:
                                     f"duplicate guid {entry.guid}, first read from {first}")
                 else:
                     seen[entry.guid] = entry.source
-            loaded.entries.append(entry)
-    return loaded
+            result.append(entry)
+        return result
 
 
 __all__ = ["Entry", "Loaded", "ReadOptions", "SourceReport", "iter_documents",
-           "load_episodes", "read_sources"]
+           "load_episodes", "read_sources", "stream_sources"]

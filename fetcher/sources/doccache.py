@@ -38,6 +38,22 @@ class DocumentCache:
     url_hash: Callable[[str], str]
     new_rows: list[tuple[str, int, int, str, str]] = field(default_factory=list)
     hits: int = 0
+    #: Rows for a batch of paths, when they are read batch by batch (else all are in
+    #: *rows* from the start).
+    fetch: Callable[[list[str]], CachedRows] | None = None
+    #: Where new rows go after each batch (else they wait in *new_rows*).
+    save: Callable[[list[tuple[str, int, int, str, str]]], None] | None = None
+
+    def load(self, paths: list[str]) -> None:
+        """Hold the rows of *paths* only (the batch about to be read)."""
+        if self.fetch is not None:
+            self.rows = self.fetch(paths)
+
+    def flush(self) -> None:
+        """Save the rows made since the last flush (by the thread that made them)."""
+        if self.save is not None and self.new_rows:
+            self.save(self.new_rows)
+            self.new_rows = []
 
     def get(self, path: str, size: int, mtime_ns: int) -> list[Entry] | None:
         row = self.rows.get(path)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from pathlib import Path
@@ -193,6 +193,26 @@ class Manifest:
         return {row[0]: _record(row) for row in rows}
 
     @_locked
+    def records_for(self, guids: Sequence[str]) -> dict[str, Record]:
+        """The records of *guids* that exist, by guid (a run plans in batches)."""
+        found: dict[str, Record] = {}
+        with translated(self.path, "reading the manifest"):
+            for part in _batches(guids):
+                rows = self._db.execute(
+                    f"SELECT {', '.join(_COLUMNS)} FROM episodes WHERE guid IN "
+                    f"({', '.join('?' * len(part))})", part).fetchall()
+                found.update((row[0], _record(row)) for row in rows)
+        return found
+
+    @_locked
+    def owner_of(self, path: str) -> str | None:
+        """The guid of the episode archived at *path* (archive-relative), if any."""
+        with translated(self.path, "reading the manifest"):
+            row = self._db.execute("SELECT guid FROM episodes WHERE path = ?",
+                                   (path,)).fetchone()
+        return row[0] if row is not None else None
+
+    @_locked
     def get(self, guid: str) -> Record | None:
         with translated(self.path, "reading the manifest"):
             row = self._db.execute(
@@ -287,6 +307,18 @@ class Manifest:
         return {row[0]: (row[1], row[2], row[3], row[4]) for row in rows}
 
     @_locked
+    def cached_documents_for(self, paths: Sequence[str]) -> dict[str, tuple[int, int, str, str]]:
+        """:meth:`cached_documents` for *paths* only."""
+        found: dict[str, tuple[int, int, str, str]] = {}
+        with translated(self.path, "reading the manifest"):
+            for part in _batches(paths):
+                rows = self._db.execute(
+                    "SELECT path, size, mtime_ns, settings, entries FROM documents WHERE "
+                    f"path IN ({', '.join('?' * len(part))})", part).fetchall()
+                found.update((row[0], (row[1], row[2], row[3], row[4])) for row in rows)
+        return found
+
+    @_locked
     def save_documents(self, rows: list[tuple[str, int, int, str, str]]) -> None:
         if not rows:
             return
@@ -348,6 +380,12 @@ class Manifest:
     def delete(self, guid: str) -> None:
         with translated(self.path, "writing the manifest"):
             self._db.execute("DELETE FROM episodes WHERE guid = ?", (guid,))
+
+
+def _batches(keys: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
+    """*keys* in parts small enough for one statement's parameters."""
+    for start in range(0, len(keys), size):
+        yield keys[start:start + size]
 
 
 _DISCREPANCY = _COLUMNS.index("size_discrepancy")

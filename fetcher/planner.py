@@ -1,0 +1,161 @@
+"""Planning a run batch by batch, so that a big archive's cron run stays small.
+
+A no-op run over an archive of 50,000 episodes must not hold an object per archived
+episode. Sources are read in batches (:func:`fetcher.sources.stream_sources`: a
+directory of documents a thousand at a time), each batch is planned against the manifest
+rows of its own guids, and the episodes found up to date are counted, not kept, unless
+the caller asks for them (``sync --json`` lists every episode). Documents read from the
+cache that need work are read again in full and planned anew, batch by batch too.
+
+Filters are the exception: ``latest = N`` ranks the episodes of a whole source, so when
+any filter is active the sources are read whole and planned in one batch, as before.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+from fetcher.config import Config
+from fetcher.filters import Filters, apply_filters
+from fetcher.model import Episode
+from fetcher.plan import Action, Plan, Step, build_plan
+from fetcher.sources import Entry, ReadOptions, SourceReport, read_sources, stream_sources
+from fetcher.store import Store
+from fetcher.store.manifest import Manifest
+
+
+class PathOwners:
+    """Which episode holds each archive path: paths given out in this run first, then
+    the manifest's (asked one path at a time: only new episodes need to know).
+
+    :meth:`overlay` gives paths out tentatively; :meth:`keep` makes them stick.
+    """
+
+    def __init__(self, manifest: Manifest, parent: PathOwners | None = None):
+        self._manifest = manifest
+        self._parent = parent
+        self._given: dict[str, str] = {}
+
+    def get(self, path: str) -> str | None:
+        owner = self._given.get(path)
+        if owner is not None:
+            return owner
+        if self._parent is not None:
+            return self._parent.get(path)
+        return self._manifest.owner_of(path)
+
+    def __setitem__(self, path: str, guid: str) -> None:
+        self._given[path] = guid
+
+    def overlay(self) -> PathOwners:
+        return PathOwners(self._manifest, self)
+
+    def keep(self) -> None:
+        """Pass this overlay's paths on to its parent."""
+        if self._parent is not None:
+            self._parent._given.update(self._given)
+
+
+class StaleSidecars:
+    """The records of verified downloads whose episode turns out to be archived already
+    (a crash came after the manifest row, before the clean-up): removed as planning
+    finds each episode up to date."""
+
+    def __init__(self, archive: Store):
+        self._directory = archive.partial_path("").parent
+        self._archive = archive
+        try:
+            names = {p.name for p in self._directory.iterdir()}
+        except OSError:
+            names = set()
+        self._orphans = {n for n in names if n.endswith(".part.json") and n[:-5] not in names}
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._orphans)
+
+    def drop(self, episode: Episode) -> None:
+        if not self._orphans:
+            return
+        name = self._archive.partial_path(episode.guid).name + ".json"
+        if name in self._orphans:
+            (self._directory / name).unlink(missing_ok=True)
+            self._orphans.discard(name)
+
+
+async def plan_run(config: Config, archive: Store, manifest: Manifest,
+                   names: Sequence[str | Path], options: ReadOptions, *, filters: Filters,
+                   retry_failed: bool,
+                   keep_up_to_date: bool) -> tuple[Plan, list[SourceReport]]:
+    """The run's plan and how reading each source went; see the module docstring.
+    Without *keep_up_to_date*, the plan counts up-to-date episodes instead of holding
+    their steps."""
+    reports: list[SourceReport] = []
+    owners = PathOwners(manifest)
+    sidecars = StaleSidecars(archive)
+    steps: list[Step] = []
+    uncounted = 0
+    filtering = filters.active or any(s.filters.active for s in config.sources.entries)
+    batches = (_whole(names, options, reports, config, filters) if filtering
+               else stream_sources(names, options, reports))
+    async for batch in batches:
+        # Orphaned records are rare (a crash): their episodes' steps are needed then.
+        keep = keep_up_to_date or sidecars.pending
+        plan = await _plan_batch(config, batch, manifest, archive, owners, retry_failed,
+                                 options, filters, keep)
+        uncounted += plan.up_to_date
+        for step in plan.steps:
+            if step.action is Action.UP_TO_DATE and step.episode is not None:
+                sidecars.drop(step.episode)
+                if not keep_up_to_date:
+                    uncounted += 1
+                    continue
+            steps.append(step)
+    return Plan(tuple(steps), uncounted), reports
+
+
+async def _whole(names: Sequence[str | Path], options: ReadOptions,
+                 reports: list[SourceReport], config: Config,
+                 filters: Filters) -> AsyncIterator[list[Entry]]:
+    loaded = await read_sources(names, options)
+    reports += loaded.sources
+    yield apply_filters(loaded.entries, config.filters_for, filters)
+
+
+async def _plan_batch(config: Config, entries: list[Entry], manifest: Manifest,
+                      archive: Store, owners: PathOwners, retry_failed: bool,
+                      options: ReadOptions, filters: Filters, keep: bool) -> Plan:
+    """One batch's plan. Documents read from the cache that turn out to need work are
+    read again in full (their light entries replaced where they stood) and the batch is
+    planned anew."""
+    tentative = owners.overlay()
+    plan = _build(config, entries, manifest, archive, tentative, retry_failed, keep)
+    stale = {s.source for s in plan.steps if s.action is Action.REREAD and s.source}
+    if not stale:
+        tentative.keep()
+        return plan
+    fresh = dataclasses.replace(options, documents=None, states=None)
+    again = await read_sources(sorted(stale), fresh)
+    by_source: dict[str, list[Entry]] = {}
+    for entry in again.entries:
+        by_source.setdefault(entry.source, []).append(entry)
+    merged: list[Entry] = []
+    for entry in entries:
+        if entry.source in stale:
+            merged += by_source.pop(entry.source, [])
+        else:
+            merged.append(entry)
+    merged = apply_filters(merged, config.filters_for, filters)
+    tentative = owners.overlay()
+    plan = _build(config, merged, manifest, archive, tentative, retry_failed, keep)
+    tentative.keep()
+    return plan
+
+
+def _build(config: Config, entries: list[Entry], manifest: Manifest, archive: Store,
+           owners: PathOwners, retry_failed: bool, keep: bool) -> Plan:
+    records = manifest.records_for([e.guid for e in entries if isinstance(e, Episode)])
+    return build_plan(entries, records, archive, config.template_for, config.tags,
+                      retry_failed=retry_failed, owners=owners, keep_up_to_date=keep)
