@@ -41,7 +41,7 @@ from fetcher.events import (
     Status,
 )
 from fetcher.filters import Filters, make_filters
-from fetcher.model import Chapter, Episode, FeedRecord, Person, Skipped, Transcript
+from fetcher.model import Chapter, Episode, FeedRecord, Person, Settled, Skipped, Transcript
 from fetcher.plan import Action, PathOwners, Plan, Step, build_plan
 from fetcher.settings import DownloadSettings, FeedSettings, TagSettings
 from fetcher.sources import (
@@ -93,6 +93,7 @@ __all__ = [
     "Record",
     "Restarted",
     "Retrying",
+    "Settled",
     "Skipped",
     "SourceConfig",
     "SourceError",

@@ -152,6 +152,17 @@ class Skipped:
     episode: Episode | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """A cached document whose episodes were all up to date when last planned, whose
+    archived files still have their recorded sizes, and whose manifest rows have not
+    changed since: its episodes are counted up to date without being read or planned
+    (see :mod:`fetcher.sources.doccache`)."""
+
+    source: str
+    guids: tuple[str, ...]
+
+
 _CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _LINE_BREAKS = re.compile(r"[\t\n\r]+")
 

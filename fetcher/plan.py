@@ -17,7 +17,7 @@ from typing import Protocol
 
 from fetcher.errors import SourceError, redact_url
 from fetcher.extras import missing_transcripts
-from fetcher.model import Episode, Skipped
+from fetcher.model import Episode, Settled, Skipped
 from fetcher.settings import TagSettings
 from fetcher.store import Store
 from fetcher.store.layout import render_path, with_suffix_for
@@ -73,6 +73,8 @@ UP_TO_DATE_REASON = "archived and verified by size"
 #: What :func:`_decide` returns for an up-to-date episode that is only counted.
 COUNTED = Step(Action.UP_TO_DATE, UP_TO_DATE_REASON)
 
+#: Told of each up-to-date episode that is only counted, with its record.
+Counted = Callable[[Episode, Record], None]
 StatFn = Callable[[Path | str], os.stat_result | None]
 
 
@@ -92,7 +94,7 @@ def stat_or_none(path: Path | str) -> os.stat_result | None:
 
 
 def build_plan(
-    entries: Iterable[Episode | Skipped | SourceError],
+    entries: Iterable[Episode | Skipped | SourceError | Settled],
     records: Mapping[str, Record],
     archive: Store,
     template: str | Callable[[Episode], str],
@@ -103,14 +105,16 @@ def build_plan(
     now: datetime | None = None,
     owners: PathOwners | None = None,
     keep_up_to_date: bool = True,
+    on_counted: Counted | None = None,
 ) -> Plan:
     """What each entry needs; *template* names files (or chooses a template per episode).
 
     A download that failed for good (see :func:`fetcher.errors.is_permanent`) is
     deferred until its next try is due, unless *retry_failed* or its URL changed.
     *owners* knows which paths are taken (default: those of *records*). Without
-    *keep_up_to_date*, up-to-date episodes are counted (:attr:`Plan.up_to_date`), and
-    their steps not made.
+    *keep_up_to_date*, up-to-date episodes are counted (:attr:`Plan.up_to_date`), their
+    steps not made, and *on_counted* told of each (with its record);
+    :class:`~fetcher.model.Settled` documents are always counted.
     """
     entries = list(entries)
     moment = (now or datetime.now(UTC)).isoformat(timespec="seconds")
@@ -120,14 +124,16 @@ def build_plan(
     steps: list[Step] = []
     counted = 0
     for entry in entries:
-        if isinstance(entry, Skipped):
+        if isinstance(entry, Settled):
+            counted += len(entry.guids)
+        elif isinstance(entry, Skipped):
             steps.append(Step(Action.SKIP, entry.reason, entry.episode, source=entry.source))
         elif isinstance(entry, SourceError):
             steps.append(Step(Action.INVALID, str(entry), source=entry.source))
         else:
             record = records.get(entry.guid)
             step = _decide(entry, record, archive, template, tag_settings, taken, stat,
-                           url_hash, keep_up_to_date)
+                           url_hash, keep_up_to_date, on_counted)
             if step is COUNTED:
                 counted += 1
                 continue
@@ -183,6 +189,7 @@ def _decide(
     stat: StatFn,
     url_hash: Callable[[str], str] | None,
     keep: bool,
+    on_counted: Counted | None,
 ) -> Step:
     def download(reason: str, path: PurePosixPath) -> Step:
         partial = stat(archive.partial_path(episode.guid))
@@ -233,6 +240,8 @@ def _decide(
         return Step(Action.RETAG, "transcripts missing", episode, episode.source,
                     PurePosixPath(text), record)
     if not keep:
+        if on_counted is not None:
+            on_counted(episode, record)
         return COUNTED
     return Step(Action.UP_TO_DATE, UP_TO_DATE_REASON, episode, episode.source,
                 PurePosixPath(text), record)

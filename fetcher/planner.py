@@ -13,17 +13,20 @@ any filter is active the sources are read whole and planned in one batch, as bef
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import cast
 
 from fetcher.config import Config
 from fetcher.filters import Filters, apply_filters
-from fetcher.model import Episode
+from fetcher.model import Episode, Settled
 from fetcher.plan import Action, Plan, Step, build_plan
 from fetcher.sources import Entry, ReadOptions, SourceReport, read_sources, stream_sources
+from fetcher.sources.doccache import settled_json
 from fetcher.store import Store
-from fetcher.store.manifest import Manifest
+from fetcher.store.manifest import Manifest, Record
 
 
 class PathOwners:
@@ -76,10 +79,10 @@ class StaleSidecars:
     def pending(self) -> bool:
         return bool(self._orphans)
 
-    def drop(self, episode: Episode) -> None:
+    def drop(self, guid: str) -> None:
         if not self._orphans:
             return
-        name = self._archive.partial_path(episode.guid).name + ".json"
+        name = self._archive.partial_path(guid).name + ".json"
         if name in self._orphans:
             (self._directory / name).unlink(missing_ok=True)
             self._orphans.discard(name)
@@ -103,12 +106,17 @@ async def plan_run(config: Config, archive: Store, manifest: Manifest,
     async for batch in batches:
         # Orphaned records are rare (a crash): their episodes' steps are needed then.
         keep = keep_up_to_date or sidecars.pending
-        plan = await _plan_batch(config, batch, manifest, archive, owners, retry_failed,
-                                 options, filters, keep)
+        plan, settling = await _plan_batch(config, batch, manifest, archive, owners,
+                                           retry_failed, options, filters, filtering, keep)
+        if rows := settling.rows():
+            await asyncio.to_thread(manifest.settle_documents, rows)
         uncounted += plan.up_to_date
+        if sidecars.pending:
+            for guid in (g for e in batch if isinstance(e, Settled) for g in e.guids):
+                sidecars.drop(guid)
         for step in plan.steps:
             if step.action is Action.UP_TO_DATE and step.episode is not None:
-                sidecars.drop(step.episode)
+                sidecars.drop(step.episode.guid)
                 if not keep_up_to_date:
                     uncounted += 1
                     continue
@@ -118,44 +126,80 @@ async def plan_run(config: Config, archive: Store, manifest: Manifest,
 
 async def _whole(names: Sequence[str | Path], options: ReadOptions,
                  reports: list[SourceReport], config: Config,
-                 filters: Filters) -> AsyncIterator[list[Entry]]:
+                 filters: Filters) -> AsyncIterator[Sequence[Entry | Settled]]:
     loaded = await read_sources(names, options)
     reports += loaded.sources
     yield apply_filters(loaded.entries, config.filters_for, filters)
 
 
-async def _plan_batch(config: Config, entries: list[Entry], manifest: Manifest,
+async def _plan_batch(config: Config, entries: Sequence[Entry | Settled], manifest: Manifest,
                       archive: Store, owners: PathOwners, retry_failed: bool,
-                      options: ReadOptions, filters: Filters, keep: bool) -> Plan:
-    """One batch's plan. Documents read from the cache that turn out to need work are
-    read again in full (their light entries replaced where they stood) and the batch is
-    planned anew."""
+                      options: ReadOptions, filters: Filters, filtering: bool,
+                      keep: bool) -> tuple[Plan, Settling]:
+    """One batch's plan, and the documents it settles. Documents read from the cache
+    that turn out to need work are read again in full (their light entries replaced
+    where they stood) and the batch is planned anew."""
     tentative = owners.overlay()
-    plan = _build(config, entries, manifest, archive, tentative, retry_failed, keep)
+    plan, settling = _build(config, entries, manifest, archive, tentative, retry_failed,
+                            keep)
     stale = {s.source for s in plan.steps if s.action is Action.REREAD and s.source}
     if not stale:
         tentative.keep()
-        return plan
+        return plan, settling
     fresh = dataclasses.replace(options, documents=None, states=None)
     again = await read_sources(sorted(stale), fresh)
     by_source: dict[str, list[Entry]] = {}
-    for entry in again.entries:
-        by_source.setdefault(entry.source, []).append(entry)
-    merged: list[Entry] = []
+    for fresh_entry in again.entries:
+        by_source.setdefault(fresh_entry.source, []).append(fresh_entry)
+    merged: list[Entry | Settled] = []
     for entry in entries:
         if entry.source in stale:
             merged += by_source.pop(entry.source, [])
         else:
             merged.append(entry)
-    merged = apply_filters(merged, config.filters_for, filters)
+    if filtering:  # read whole then, so never settled
+        merged = [*apply_filters(cast(list[Entry], merged), config.filters_for, filters)]
     tentative = owners.overlay()
-    plan = _build(config, merged, manifest, archive, tentative, retry_failed, keep)
+    plan, settling = _build(config, merged, manifest, archive, tentative, retry_failed, keep)
     tentative.keep()
-    return plan
+    return plan, settling
 
 
-def _build(config: Config, entries: list[Entry], manifest: Manifest, archive: Store,
-           owners: PathOwners, retry_failed: bool, keep: bool) -> Plan:
+def _build(config: Config, entries: Sequence[Entry | Settled], manifest: Manifest,
+           archive: Store, owners: PathOwners, retry_failed: bool,
+           keep: bool) -> tuple[Plan, Settling]:
     records = manifest.records_for([e.guid for e in entries if isinstance(e, Episode)])
-    return build_plan(entries, records, archive, config.template_for, config.tags,
-                      retry_failed=retry_failed, owners=owners, keep_up_to_date=keep)
+    settling = Settling(entries)
+    plan = build_plan(entries, records, archive, config.template_for, config.tags,
+                      retry_failed=retry_failed, owners=owners, keep_up_to_date=keep,
+                      on_counted=settling.counted)
+    return plan, settling
+
+
+class Settling:
+    """The documents of a batch that planning found wholly up to date, to be marked
+    settled (see :mod:`fetcher.sources.doccache`): every entry an episode read from
+    the cache, every one counted up to date, no transcript waiting for a retry."""
+
+    def __init__(self, entries: Sequence[Entry | Settled]):
+        self._wanted: dict[str, int] = {}
+        self._spoilt: set[str] = set()
+        for entry in entries:
+            if isinstance(entry, Episode) and entry.digest is not None:
+                self._wanted[entry.source] = self._wanted.get(entry.source, 0) + 1
+            elif not isinstance(entry, Settled):
+                self._spoilt.add(entry.source)
+        self._found: dict[str, list[tuple[str, str, int]]] = {}
+
+    def counted(self, episode: Episode, record: Record) -> None:
+        if episode.digest is None or record.path is None or record.file_bytes is None or (
+                episode.transcripts and "failed_at" in record.files):
+            self._spoilt.add(episode.source)
+            return
+        self._found.setdefault(episode.source, []).append(
+            (episode.guid, record.path, record.file_bytes))
+
+    def rows(self) -> list[tuple[str, str]]:
+        """(settled JSON, document path) for each document settled."""
+        return [(settled_json(files), source) for source, files in self._found.items()
+                if source not in self._spoilt and len(files) == self._wanted.get(source)]

@@ -27,7 +27,7 @@ from fetcher.pipeline import Pipeline, static_outcome
 from fetcher.plan import Action, Plan, build_plan
 from fetcher.planner import plan_run
 from fetcher.sources import ReadOptions, SourceReport, read_sources
-from fetcher.sources.doccache import DocumentCache
+from fetcher.sources.doccache import CachedRows, DocumentCache
 from fetcher.sources.feeds import FeedStates
 from fetcher.staging import url_digest
 from fetcher.store import Archive, Store
@@ -124,6 +124,8 @@ async def run(
             options.documents = document_cache(config, {}, hasher)
             options.documents.fetch = manifest.cached_documents_for
             options.documents.save = manifest.save_documents
+            options.settled = not keep_up_to_date
+            options.documents.root = str(archive.root)
             plan, reports = await plan_run(config, archive, manifest, names, options,
                                            filters=filters, retry_failed=retry_failed,
                                            keep_up_to_date=keep_up_to_date)
@@ -145,7 +147,7 @@ async def run(
     return report
 
 
-def document_cache(config: Config, rows: dict[str, tuple[int, int, str, str]],
+def document_cache(config: Config, rows: CachedRows,
                    hasher: Callable[[str], str]) -> DocumentCache:
     settings_key = hashlib.sha256(repr(config.tags).encode()).hexdigest()[:16]
     return DocumentCache(rows, settings_key, lambda e: tag_fingerprint(e, config.tags),

@@ -16,25 +16,30 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import os
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import overload
 
 from fetcher.aio import run_to_end
 from fetcher.errors import SourceError, is_url
-from fetcher.model import Episode, Skipped, cleaned
+from fetcher.model import Episode, Settled, Skipped, cleaned
 from fetcher.settings import DownloadSettings, FeedSettings
 from fetcher.sources import documents
 from fetcher.sources.doccache import DocumentCache
 from fetcher.sources.feeds import FeedReader, FeedStates, SourceReport, parse_feed, read_page
 from fetcher.sources.formats import HEAD_BYTES, choose_format, describe
+from fetcher.sources.local import (
+    DOCUMENT_SUFFIXES,
+    Tally,
+    iter_documents,
+    local_files,
+    read_files,
+    read_local,
+)
 
 log = logging.getLogger(__name__)
 
-#: File endings read when a directory is walked (named files are read whatever
-#: their name).
-DOCUMENT_SUFFIXES = frozenset({".md", ".markdown", ".json"})
 #: Documents read at a time when a directory is read in batches (:func:`stream_sources`).
 BATCH = 1000
 
@@ -62,49 +67,6 @@ class Loaded:
         return [e for e in self.entries if isinstance(e, SourceError)]
 
 
-def iter_documents(paths: Iterable[Path]) -> Iterator[Path]:
-    """Yield document files: given files as they are, directories walked in name order.
-
-    Hidden files and directories (a leading dot) are passed over inside directories.
-    """
-    for path in paths:
-        if path.is_dir():
-            yield from map(Path, _walk(path))
-        elif path.exists():
-            yield path
-        else:
-            raise SourceError(path, "no such file or directory")
-
-
-def _walk(directory: Path | str) -> Iterator[str]:
-    """The document files under *directory*, as text paths in name order.
-
-    scandir's entries know their type from the directory itself (no stat per file),
-    and paths stay text (no Path object per file): over thousands of documents, both
-    were most of a no-op run's cost.
-    """
-    try:
-        with os.scandir(directory) as scan:
-            entries = sorted(scan, key=lambda e: e.name)
-    except OSError as exc:
-        raise SourceError(Path(directory), f"cannot list: {exc.strerror or exc}") from exc
-    # Paths spelt as str(Path(...)) would spell them (entries are keyed by that text).
-    directory = str(Path(directory))
-    for entry in entries:
-        if entry.name.startswith("."):
-            continue
-        child = entry.name if directory == "." else os.path.join(directory, entry.name)  # noqa: PTH118
-        if entry.is_dir(follow_symlinks=False):
-            yield from _walk(child)
-        elif entry.is_file() and _suffix(entry.name) in DOCUMENT_SUFFIXES:
-            yield child
-
-
-def _suffix(name: str) -> str:
-    stem, dot, ending = name.rpartition(".")
-    return f".{ending.lower()}" if dot and stem else ""
-
-
 @dataclass(slots=True)
 class ReadOptions:
     """How sources are read: the HTTP settings for feeds, what is remembered of them
@@ -118,60 +80,9 @@ class ReadOptions:
     retry_gone: bool = False
     #: The document cache (see :mod:`fetcher.sources.doccache`), or None.
     documents: DocumentCache | None = None
-
-
-def read_local(source: str | Path, cache: DocumentCache | None = None) -> list[Entry]:
-    """Every entry of one local path of episode documents; never raises. With *cache*,
-    a document whose size and mtime are those cached is not parsed."""
-    try:
-        files = list(local_files(source))
-    except SourceError as exc:
-        return [exc]
-    return read_files(files, cache)
-
-
-def local_files(source: str | Path) -> Iterator[str]:
-    """The document files of one local path: itself, or a directory's walked in name
-    order. SourceError when it does not exist (or cannot be listed)."""
-    path = Path(source)
-    if path.is_dir():
-        return _walk(path)
-    if path.exists():
-        return iter([str(path)])
-    raise SourceError(path, "no such file or directory")
-
-
-def read_files(names: list[str], cache: DocumentCache | None = None) -> list[Entry]:
-    """Every entry of the document files *names* (see :func:`read_local`)."""
-    entries: list[Entry] = []
-    if cache is not None:
-        cache.load(names)
-    for name in names:
-        if cache is not None:
-            try:
-                info = os.stat(name)  # noqa: PTH116 - a text path: no Path per document
-            except OSError:
-                info = None
-            if info is not None:
-                cached = cache.get(name, info.st_size, info.st_mtime_ns)
-                if cached is not None:
-                    entries += cached
-                    continue
-        try:
-            read = documents.read_document(Path(name))
-        except SourceError as exc:
-            entries.append(exc)
-            continue
-        if cache is not None and info is not None:
-            cache.put(name, info.st_size, info.st_mtime_ns, _cleaned_all(read))
-        entries.extend(read)
-    if cache is not None:
-        cache.flush()
-    return entries
-
-
-def _cleaned_all(entries: list[Episode | Skipped]) -> list[Entry]:
-    return [cleaned(e)[0] if isinstance(e, Episode) else e for e in entries]
+    #: Settled documents may come back as :class:`Settled` (their episodes are then
+    #: only counted: a run that does not list up-to-date episodes).
+    settled: bool = False
 
 
 class _Reading:
@@ -216,7 +127,7 @@ class _Reading:
                                   f"it is {describe(head)}")
         return [error], [SourceReport(name, "unknown", "error", error=error.reason)]
 
-    async def batches(self, name: str) -> AsyncIterator[list[Entry]]:
+    async def batches(self, name: str) -> AsyncIterator[Sequence[Entry | Settled]]:
         """The entries of a local path, BATCH documents at a time."""
         try:
             files = await asyncio.to_thread(local_files, name)
@@ -231,9 +142,11 @@ class _Reading:
         except SourceError as exc:
             yield [exc]
 
-    def _batch(self, files: Iterator[str]) -> list[Entry] | None:
+    def _batch(self, files: Iterator[str]) -> list[Entry | Settled] | None:
         names = list(itertools.islice(files, BATCH))
-        return read_files(names, self.options.documents) if names else None
+        if not names:
+            return None
+        return read_files(names, self.options.documents, self.options.settled)
 
     async def _read_xml_file(self, path: Path,
                              name: str) -> tuple[list[Entry], list[SourceReport]]:
@@ -261,35 +174,9 @@ class _Reading:
 
 
 def _documents_report(name: str, entries: list[Entry]) -> SourceReport:
-    tally = _Tally(name)
+    tally = Tally(name)
     tally.add(entries)
     return tally.report()
-
-
-@dataclass(slots=True)
-class _Tally:
-    """How reading one local source went, counted batch by batch."""
-
-    name: str
-    entries: int = 0
-    episodes: int = 0
-    errors: int = 0
-    first_error: SourceError | None = None
-
-    def add(self, entries: list[Entry]) -> None:
-        self.entries += len(entries)
-        for entry in entries:
-            if isinstance(entry, Episode):
-                self.episodes += 1
-            elif isinstance(entry, SourceError):
-                self.errors += 1
-                self.first_error = self.first_error or entry
-
-    def report(self) -> SourceReport:
-        lost = self.errors == self.entries and self.first_error is not None
-        return SourceReport(self.name, "documents", "error" if lost else "ok",
-                            episodes=self.episodes,
-                            error=str(self.first_error) if lost else None)
 
 
 def _head(path: Path) -> bytes:
@@ -318,7 +205,7 @@ async def read_sources(sources: Sequence[str | Path],
 
 
 async def stream_sources(sources: Sequence[str | Path], options: ReadOptions,
-                         reports: list[SourceReport]) -> AsyncIterator[list[Entry]]:
+                         reports: list[SourceReport]) -> AsyncIterator[Sequence[Entry | Settled]]:
     """:func:`read_sources` batch by batch, in the same order with the same skips of
     repeated guids. A directory of documents comes BATCH documents at a time, so that
     a run over a big archive never holds all its entries at once; other sources come
@@ -329,6 +216,7 @@ async def stream_sources(sources: Sequence[str | Path], options: ReadOptions,
     unique = _Unique()
     async with contextlib.AsyncExitStack() as stack:
         reading = _Reading(options, stack)
+        whole: list[asyncio.Future[tuple[list[Entry], list[SourceReport]]] | None]
         whole = [None if folder else asyncio.ensure_future(reading.read(name))
                  for name, folder in zip(names, folders, strict=True)]
         try:
@@ -338,7 +226,7 @@ async def stream_sources(sources: Sequence[str | Path], options: ReadOptions,
                     reports += more
                     yield unique.entries(entries)
                     continue
-                tally = _Tally(name)
+                tally = Tally(name)
                 async for batch in reading.batches(name):
                     tally.add(batch)
                     yield unique.entries(batch)
@@ -369,10 +257,19 @@ class _Unique:
     def __init__(self) -> None:
         self.seen: dict[str, str] = {}
 
-    def entries(self, entries: list[Entry]) -> list[Entry]:
+    @overload
+    def entries(self, entries: list[Entry]) -> list[Entry]: ...
+
+    @overload
+    def entries(self, entries: Sequence[Entry | Settled]) -> list[Entry | Settled]: ...
+
+    def entries(self, entries: Sequence[Entry | Settled]) -> Sequence[Entry | Settled]:
         seen = self.seen
-        result: list[Entry] = []
+        result: list[Entry | Settled] = []
         for entry in entries:
+            if isinstance(entry, Settled):
+                result += self._settled(entry)
+                continue
             if isinstance(entry, Episode):
                 if entry.digest is None:  # cached entries were cleaned when cached
                     entry, warnings = cleaned(entry)
@@ -389,6 +286,24 @@ class _Unique:
             result.append(entry)
         return result
 
+    def _settled(self, entry: Settled) -> list[Entry | Settled]:
+        """The settled document's guids taken; one read before makes that episode a
+        skip, as it would have been had the document been read."""
+        repeated = [g for g in entry.guids if g in self.seen]
+        for guid in entry.guids:
+            self.seen.setdefault(guid, entry.source)
+        if not repeated:
+            return [entry]
+        for guid in repeated:
+            log.warning("%s: guid %s was already read from %s; this copy is ignored",
+                        entry.source, guid, self.seen[guid])
+        skips: list[Entry | Settled] = [
+            Skipped(entry.source, f"duplicate guid {g}, first read from {self.seen[g]}")
+            for g in repeated]
+        rest = tuple(g for g in entry.guids if g not in repeated)
+        return [*skips, Settled(entry.source, rest)] if rest else skips
 
-__all__ = ["Entry", "Loaded", "ReadOptions", "SourceReport", "iter_documents",
-           "load_episodes", "read_sources", "stream_sources"]
+
+__all__ = ["DOCUMENT_SUFFIXES", "Entry", "Loaded", "ReadOptions", "SourceReport",
+           "documents", "iter_documents", "load_episodes", "read_local", "read_sources",
+           "stream_sources"]

@@ -7,6 +7,7 @@ refused with a clear message instead of being altered.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sqlite3
 import threading
@@ -24,6 +25,7 @@ from fetcher.store.schema import (
     REBUILD_ADVICE,
     SCHEMA_VERSION,
     is_disk_full,
+    statements,
     translated,
 )
 
@@ -69,6 +71,8 @@ class Record:
 
 
 _COLUMNS = [f.name for f in fields(Record)]
+#: A document cache row: size, mtime_ns, settings key, entries JSON, settled JSON.
+CachedRow = tuple[int, int, str, str, str | None]
 _FEED_COLUMNS = [f.name for f in fields(FeedRecord)]
 
 
@@ -157,17 +161,21 @@ class Manifest:
         db = self._db
         version = self._check_version()
         for number in range(version, SCHEMA_VERSION):
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in MIGRATIONS[number].split(";"):
-                    if statement.strip():
-                        db.execute(statement)
+            with self._transaction():
+                for statement in statements(MIGRATIONS[number]):
+                    db.execute(statement)
                 db.execute(f"PRAGMA user_version = {number + 1}")
                 db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def close(self) -> None:
         with translated(self.path, "closing the manifest"):
@@ -244,15 +252,9 @@ class Manifest:
 
     @_locked
     def save_many(self, records: list[Record]) -> None:
-        with translated(self.path, "writing the manifest"):
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for record in records:
-                    self.save(record)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with translated(self.path, "writing the manifest"), self._transaction():
+            for record in records:
+                self.save(record)
 
     @_locked
     def record_error(self, guid: str, message: str, when: str, *,
@@ -281,17 +283,12 @@ class Manifest:
             ).fetchall()
             if not rows:
                 return 0
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction():
                 for guid, url in rows:
                     self._db.execute(
                         "UPDATE episodes SET url = ?, url_hash = ? WHERE guid = ?",
                         (redact_url(url), hasher(url), guid),
                     )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
             # The old rows' pages also live in the write-ahead log until it is emptied.
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return len(rows)
@@ -299,39 +296,32 @@ class Manifest:
     # --- the document cache ------------------------------------------------------
 
     @_locked
-    def cached_documents(self) -> dict[str, tuple[int, int, str, str]]:
-        """(size, mtime_ns, settings key, entries JSON) by document path."""
-        with translated(self.path, "reading the manifest"):
-            rows = self._db.execute(
-                "SELECT path, size, mtime_ns, settings, entries FROM documents").fetchall()
-        return {row[0]: (row[1], row[2], row[3], row[4]) for row in rows}
-
-    @_locked
-    def cached_documents_for(self, paths: Sequence[str]) -> dict[str, tuple[int, int, str, str]]:
-        """:meth:`cached_documents` for *paths* only."""
-        found: dict[str, tuple[int, int, str, str]] = {}
+    def cached_documents_for(self, paths: Sequence[str]) -> dict[str, CachedRow]:
+        """(size, mtime_ns, settings key, entries JSON, settled JSON) by document path,
+        for the *paths* that have a row."""
+        found: dict[str, CachedRow] = {}
         with translated(self.path, "reading the manifest"):
             for part in _batches(paths):
                 rows = self._db.execute(
-                    "SELECT path, size, mtime_ns, settings, entries FROM documents WHERE "
-                    f"path IN ({', '.join('?' * len(part))})", part).fetchall()
-                found.update((row[0], (row[1], row[2], row[3], row[4])) for row in rows)
+                    "SELECT path, size, mtime_ns, settings, entries, settled FROM documents "
+                    f"WHERE path IN ({', '.join('?' * len(part))})", part).fetchall()
+                found.update((row[0], row[1:]) for row in rows)
         return found
+
+    @_locked
+    def settle_documents(self, rows: list[tuple[str, str]]) -> None:
+        """Mark documents settled: (settled JSON, path) pairs (see schema 4)."""
+        with translated(self.path, "writing the manifest"), self._transaction():
+            self._db.executemany("UPDATE documents SET settled = ? WHERE path = ?", rows)
 
     @_locked
     def save_documents(self, rows: list[tuple[str, int, int, str, str]]) -> None:
         if not rows:
             return
-        with translated(self.path, "writing the manifest"):
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany(
-                    "INSERT OR REPLACE INTO documents (path, size, mtime_ns, settings, "
-                    "entries) VALUES (?, ?, ?, ?, ?)", rows)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with translated(self.path, "writing the manifest"), self._transaction():
+            self._db.executemany(
+                "INSERT OR REPLACE INTO documents (path, size, mtime_ns, settings, "
+                "entries) VALUES (?, ?, ?, ?, ?)", rows)
 
     # --- feeds -------------------------------------------------------------------
 

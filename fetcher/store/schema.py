@@ -115,5 +115,32 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at      TEXT
     );
     """,
+    # 4: a document whose episodes were all found up to date is "settled": what the next
+    # run must check (each archived file's size) is kept with it, and any change to one
+    # of its episodes' rows unsettles it (the triggers: whatever code writes the row).
+    """
+    ALTER TABLE documents ADD COLUMN settled TEXT;
+    CREATE TRIGGER unsettle_on_insert AFTER INSERT ON episodes BEGIN
+        UPDATE documents SET settled = NULL WHERE path = NEW.source AND settled IS NOT NULL;
+    END;
+    CREATE TRIGGER unsettle_on_update AFTER UPDATE ON episodes BEGIN
+        UPDATE documents SET settled = NULL
+        WHERE path IN (OLD.source, NEW.source) AND settled IS NOT NULL;
+    END;
+    CREATE TRIGGER unsettle_on_delete AFTER DELETE ON episodes BEGIN
+        UPDATE documents SET settled = NULL WHERE path = OLD.source AND settled IS NOT NULL;
+    END;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def statements(script: str) -> Iterator[str]:
+    """The SQL statements of *script* (a trigger's body holds semicolons of its own)."""
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                yield pending
+            pending = ""
