@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from support.docs import render_document, split_document
 import fetcher
 from fetcher import plan, sources
 from fetcher.sources import doccache, documents
+from fetcher.sources import unique as unique_module
 from fetcher.store.manifest import Manifest
 from fetcher.store.schema import APPLICATION_ID, MIGRATIONS, statements
 
@@ -169,3 +171,30 @@ def test_a_schema_3_manifest_gains_settled_documents(tmp_path: Path) -> None:
             "SELECT name FROM sqlite_master WHERE type = 'trigger'")}
     assert "settled" in columns
     assert triggers == {"unsettle_on_insert", "unsettle_on_update", "unsettle_on_delete"}
+
+
+def episode(guid: str, source: str) -> fetcher.Episode:
+    return fetcher.Episode(guid=guid, show_slug="show", show_name="Show", title=guid,
+                           date=datetime(2025, 1, 1, tzinfo=UTC),
+                           audio_url=f"https://example.com/{guid}.mp3", source=source)
+
+
+@pytest.mark.parametrize("temporary_database", [True, False])
+def test_a_guid_read_in_an_earlier_batch_is_skipped_naming_its_first_source(
+        monkeypatch: pytest.MonkeyPatch, temporary_database: bool) -> None:
+    if not temporary_database:  # no room for temporary files: kept in memory instead
+        def refuse(*_: object, **__: object) -> None:
+            raise sqlite3.OperationalError("unable to open database file")
+
+        monkeypatch.setattr(unique_module.sqlite3, "connect", refuse)
+    unique = unique_module.Unique()
+    try:
+        assert unique.entries([episode("a", "one.md")]) == [episode("a", "one.md")]
+        later = unique.entries([episode("a", "two.md"), fetcher.Settled("three.md", ("a", "b")),
+                                episode("b", "four.md")])
+    finally:
+        unique.close()
+    assert [type(e).__name__ for e in later] == ["Skipped", "Skipped", "Settled", "Skipped"]
+    assert isinstance(later[0], fetcher.Skipped) and "first read from one.md" in later[0].reason
+    assert later[2] == fetcher.Settled("three.md", ("b",))
+    assert isinstance(later[3], fetcher.Skipped) and "from three.md" in later[3].reason

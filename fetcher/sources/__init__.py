@@ -19,11 +19,11 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import overload
+from typing import cast
 
 from fetcher.aio import run_to_end
 from fetcher.errors import SourceError, is_url
-from fetcher.model import Episode, Settled, Skipped, cleaned
+from fetcher.model import Episode, Settled, Skipped
 from fetcher.settings import DownloadSettings, FeedSettings
 from fetcher.sources import documents
 from fetcher.sources.doccache import DocumentCache
@@ -37,6 +37,7 @@ from fetcher.sources.local import (
     read_files,
     read_local,
 )
+from fetcher.sources.unique import Unique
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +214,7 @@ async def stream_sources(sources: Sequence[str | Path], options: ReadOptions,
     names = [str(s) for s in sources]
     folders = await asyncio.to_thread(lambda: [not is_url(n) and Path(n).is_dir()
                                                for n in names])
-    unique = _Unique()
+    unique = Unique()
     async with contextlib.AsyncExitStack() as stack:
         reading = _Reading(options, stack)
         whole: list[asyncio.Future[tuple[list[Entry], list[SourceReport]]] | None]
@@ -232,6 +233,7 @@ async def stream_sources(sources: Sequence[str | Path], options: ReadOptions,
                     yield unique.entries(batch)
                 reports.append(tally.report())
         finally:
+            unique.close()
             for task in whole:
                 if task is not None:
                     task.cancel()
@@ -245,63 +247,13 @@ def load_episodes(sources: Iterable[str | Path],
 
 def _deduplicated(results: Iterable[list[Entry]]) -> Loaded:
     loaded = Loaded()
-    unique = _Unique()
-    for entries in results:
-        loaded.entries += unique.entries(entries)
+    unique = Unique()
+    try:
+        for entries in results:
+            loaded.entries += cast(list[Entry], unique.entries(entries))  # nothing settled
+    finally:
+        unique.close()
     return loaded
-
-
-class _Unique:
-    """Entries with a guid read before turned into skips naming the first source."""
-
-    def __init__(self) -> None:
-        self.seen: dict[str, str] = {}
-
-    @overload
-    def entries(self, entries: list[Entry]) -> list[Entry]: ...
-
-    @overload
-    def entries(self, entries: Sequence[Entry | Settled]) -> list[Entry | Settled]: ...
-
-    def entries(self, entries: Sequence[Entry | Settled]) -> Sequence[Entry | Settled]:
-        seen = self.seen
-        result: list[Entry | Settled] = []
-        for entry in entries:
-            if isinstance(entry, Settled):
-                result += self._settled(entry)
-                continue
-            if isinstance(entry, Episode):
-                if entry.digest is None:  # cached entries were cleaned when cached
-                    entry, warnings = cleaned(entry)
-                    for warning in warnings:
-                        log.warning("%s: %s", entry.label, warning)
-                first = seen.get(entry.guid)
-                if first is not None:
-                    log.warning("%s: guid %s was already read from %s; this copy is ignored",
-                                entry.source, entry.guid, first)
-                    entry = Skipped(entry.source,
-                                    f"duplicate guid {entry.guid}, first read from {first}")
-                else:
-                    seen[entry.guid] = entry.source
-            result.append(entry)
-        return result
-
-    def _settled(self, entry: Settled) -> list[Entry | Settled]:
-        """The settled document's guids taken; one read before makes that episode a
-        skip, as it would have been had the document been read."""
-        repeated = [g for g in entry.guids if g in self.seen]
-        for guid in entry.guids:
-            self.seen.setdefault(guid, entry.source)
-        if not repeated:
-            return [entry]
-        for guid in repeated:
-            log.warning("%s: guid %s was already read from %s; this copy is ignored",
-                        entry.source, guid, self.seen[guid])
-        skips: list[Entry | Settled] = [
-            Skipped(entry.source, f"duplicate guid {g}, first read from {self.seen[g]}")
-            for g in repeated]
-        rest = tuple(g for g in entry.guids if g not in repeated)
-        return [*skips, Settled(entry.source, rest)] if rest else skips
 
 
 __all__ = ["DOCUMENT_SUFFIXES", "Entry", "Loaded", "ReadOptions", "SourceReport",
