@@ -12,10 +12,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from fetcher.errors import ConfigError, SourceError
-from fetcher.model import Episode, Skipped
-
-Entry = Episode | Skipped | SourceError
+from fetcher.errors import ConfigError
+from fetcher.model import Entry, Episode, Skipped
 
 
 @dataclass(frozen=True, slots=True)

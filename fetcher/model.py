@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any
 
+from fetcher.errors import SourceError
+
 #: A CTOC frame counts its children in one byte.
 MAX_VISIBLE_CHAPTERS = 255
 
@@ -150,6 +152,10 @@ class Skipped:
     reason: str
     #: The episode a filter left out (its guid and title stay in the report).
     episode: Episode | None = None
+
+
+#: What reading a source yields: an episode, a skip with its reason, or an error.
+Entry = Episode | Skipped | SourceError
 
 
 @dataclass(frozen=True, slots=True)

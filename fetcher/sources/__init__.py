@@ -23,7 +23,7 @@ from typing import cast
 
 from fetcher.aio import run_to_end
 from fetcher.errors import SourceError, is_url
-from fetcher.model import Episode, Settled, Skipped
+from fetcher.model import Entry, Episode, Settled, Skipped
 from fetcher.settings import DownloadSettings, FeedSettings
 from fetcher.sources import documents
 from fetcher.sources.doccache import DocumentCache
@@ -43,8 +43,6 @@ log = logging.getLogger(__name__)
 
 #: Documents read at a time when a directory is read in batches (:func:`stream_sources`).
 BATCH = 1000
-
-Entry = Episode | Skipped | SourceError
 
 
 @dataclass(slots=True)

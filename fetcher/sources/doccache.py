@@ -28,9 +28,8 @@ from datetime import datetime
 from typing import Any
 
 from fetcher.errors import SourceError
-from fetcher.model import Episode, EpisodeDigest, Settled, Skipped, Transcript
+from fetcher.model import Entry, Episode, EpisodeDigest, Settled, Skipped, Transcript
 
-Entry = Episode | Skipped | SourceError
 #: (size, mtime_ns, settings key, JSON of the entries, settled JSON or None) by path.
 CachedRows = dict[str, tuple[int, int, str, str, str | None]]
 

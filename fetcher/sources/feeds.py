@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 from lxml import etree
 
 from fetcher.errors import FetcherError, SourceError, redact_url, shown_source
-from fetcher.model import Episode, FeedRecord, Skipped
+from fetcher.model import Entry, Episode, FeedRecord, Skipped
 from fetcher.settings import FeedSettings
 from fetcher.sources.atom import read_atom_page
 from fetcher.sources.formats import XMLKind, describe, xml_kind
@@ -39,7 +39,6 @@ FEED_ACCEPT = ("application/rss+xml, application/atom+xml;q=0.9, application/xml
 #: A gone feed (410) is asked again after this long.
 GONE_RETRY = timedelta(days=30)
 
-Entry = Episode | Skipped | SourceError
 
 
 class FeedStates(Protocol):

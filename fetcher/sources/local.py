@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import cast
 
 from fetcher.errors import SourceError
-from fetcher.model import Episode, Settled, Skipped, cleaned
+from fetcher.model import Entry, Episode, Settled, Skipped, cleaned
 from fetcher.sources import documents
 from fetcher.sources.doccache import DocumentCache
 from fetcher.sources.feeds import SourceReport
 
-Entry = Episode | Skipped | SourceError
 #: File endings read when a directory is walked (named files are read whatever
 #: their name).
 DOCUMENT_SUFFIXES = frozenset({".md", ".markdown", ".json"})

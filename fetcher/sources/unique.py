@@ -14,12 +14,10 @@ import logging
 import sqlite3
 from collections.abc import Sequence
 
-from fetcher.errors import SourceError
-from fetcher.model import Episode, Settled, Skipped, cleaned
+from fetcher.model import Entry, Episode, Settled, Skipped, cleaned
 
 log = logging.getLogger(__name__)
 
-Entry = Episode | Skipped | SourceError
 
 
 class SeenGuids:
