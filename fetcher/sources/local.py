@@ -26,12 +26,7 @@ def iter_documents(paths: Iterable[Path]) -> Iterator[Path]:
     Hidden files and directories (a leading dot) are passed over inside directories.
     """
     for path in paths:
-        if path.is_dir():
-            yield from map(Path, _walk(path))
-        elif path.exists():
-            yield path
-        else:
-            raise SourceError(path, "no such file or directory")
+        yield from map(Path, local_files(path))
 
 
 def _walk(directory: Path | str) -> Iterator[str]:
