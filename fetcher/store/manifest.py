@@ -167,6 +167,13 @@ class Manifest:
                 db.execute(f"PRAGMA user_version = {number + 1}")
                 db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
 
+    def _rows_in(self, query: str, keys: Sequence[str]) -> Iterator[Any]:
+        """The rows of *query*, which ends in ``IN``, for *keys*: one statement per 500
+        keys (few enough for any SQLite's parameter limit)."""
+        for start in range(0, len(keys), 500):
+            part = keys[start:start + 500]
+            yield from self._db.execute(f"{query} ({', '.join('?' * len(part))})", part)
+
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
         self._db.execute("BEGIN IMMEDIATE")
@@ -203,14 +210,9 @@ class Manifest:
     @_locked
     def records_for(self, guids: Sequence[str]) -> dict[str, Record]:
         """The records of *guids* that exist, by guid (a run plans in batches)."""
-        found: dict[str, Record] = {}
         with translated(self.path, "reading the manifest"):
-            for part in _batches(guids):
-                rows = self._db.execute(
-                    f"SELECT {', '.join(_COLUMNS)} FROM episodes WHERE guid IN "
-                    f"({', '.join('?' * len(part))})", part).fetchall()
-                found.update((row[0], _record(row)) for row in rows)
-        return found
+            return {row[0]: _record(row) for row in self._rows_in(
+                f"SELECT {', '.join(_COLUMNS)} FROM episodes WHERE guid IN", guids)}
 
     @_locked
     def owner_of(self, path: str) -> str | None:
@@ -299,14 +301,10 @@ class Manifest:
     def cached_documents_for(self, paths: Sequence[str]) -> dict[str, CachedRow]:
         """(size, mtime_ns, settings key, entries JSON, settled JSON) by document path,
         for the *paths* that have a row."""
-        found: dict[str, CachedRow] = {}
         with translated(self.path, "reading the manifest"):
-            for part in _batches(paths):
-                rows = self._db.execute(
-                    "SELECT path, size, mtime_ns, settings, entries, settled FROM documents "
-                    f"WHERE path IN ({', '.join('?' * len(part))})", part).fetchall()
-                found.update((row[0], row[1:]) for row in rows)
-        return found
+            return {row[0]: row[1:] for row in self._rows_in(
+                "SELECT path, size, mtime_ns, settings, entries, settled FROM documents "
+                "WHERE path IN", paths)}
 
     @_locked
     def settle_documents(self, rows: list[tuple[str, str]]) -> None:
@@ -370,12 +368,6 @@ class Manifest:
     def delete(self, guid: str) -> None:
         with translated(self.path, "writing the manifest"):
             self._db.execute("DELETE FROM episodes WHERE guid = ?", (guid,))
-
-
-def _batches(keys: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
-    """*keys* in parts small enough for one statement's parameters."""
-    for start in range(0, len(keys), size):
-        yield keys[start:start + size]
 
 
 _DISCREPANCY = _COLUMNS.index("size_discrepancy")
