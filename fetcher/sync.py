@@ -27,7 +27,7 @@ from fetcher.pipeline import Pipeline, static_outcome
 from fetcher.plan import Action, Plan, build_plan
 from fetcher.planner import plan_run
 from fetcher.sources import ReadOptions, SourceReport, read_sources
-from fetcher.sources.doccache import CachedRows, DocumentCache
+from fetcher.sources.doccache import DocumentCache
 from fetcher.sources.feeds import FeedStates
 from fetcher.staging import url_digest
 from fetcher.store import Archive, Store
@@ -121,11 +121,8 @@ async def run(
                 log.info("the manifest no longer holds full audio URLs (tokens redacted)")
             hasher = keyed or url_digest
             options = read_options(config, ArchiveFeedStates(manifest, hasher))
-            options.documents = document_cache(config, {}, hasher)
-            options.documents.fetch = manifest.cached_documents_for
-            options.documents.save = manifest.save_documents
+            options.documents = document_cache(config, manifest, archive, hasher)
             options.settled = not keep_up_to_date
-            options.documents.root = str(archive.root)
             plan, reports = await plan_run(config, archive, manifest, names, options,
                                            filters=filters, retry_failed=retry_failed,
                                            keep_up_to_date=keep_up_to_date)
@@ -147,11 +144,14 @@ async def run(
     return report
 
 
-def document_cache(config: Config, rows: CachedRows,
+def document_cache(config: Config, manifest: Manifest, archive: Archive,
                    hasher: Callable[[str], str]) -> DocumentCache:
+    """The document cache of a run: rows read from *manifest* batch by batch, new rows
+    saved there after each batch, settled files looked for under *archive*."""
     settings_key = hashlib.sha256(repr(config.tags).encode()).hexdigest()[:16]
-    return DocumentCache(rows, settings_key, lambda e: tag_fingerprint(e, config.tags),
-                         hasher)
+    return DocumentCache({}, settings_key, lambda e: tag_fingerprint(e, config.tags),
+                         hasher, fetch=manifest.cached_documents_for,
+                         root=str(archive.root), save=manifest.save_documents)
 
 
 def plan_ready(plan: Plan) -> PlanReady:
