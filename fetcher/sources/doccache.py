@@ -43,7 +43,6 @@ class DocumentCache:
     fingerprint: Callable[[Episode], str]
     url_hash: Callable[[str], str]
     new_rows: list[tuple[str, int, int, str, str]] = field(default_factory=list)
-    hits: int = 0
     #: Rows for a batch of paths, when they are read batch by batch (else all are in
     #: *rows* from the start).
     fetch: Callable[[list[str]], CachedRows] | None = None
@@ -72,13 +71,11 @@ class DocumentCache:
         if row is None or row[0] != size or row[1] != mtime_ns or row[2] != self.settings_key:
             return None
         if settled and row[4] and self.root and (done := _settled(path, row[4], self.root)):
-            self.hits += 1
             return done
         try:
             entries: list[Entry] = [_entry(item, path) for item in json.loads(row[3])]
         except (ValueError, KeyError, TypeError):
             return None
-        self.hits += 1
         return entries
 
     def put(self, path: str, size: int, mtime_ns: int, entries: list[Entry]) -> None:

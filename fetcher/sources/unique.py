@@ -47,6 +47,8 @@ class SeenGuids:
 
     def add(self, first: dict[str, str]) -> None:
         """Remember *first* (guid: source) as read."""
+        if not first:
+            return
         if self._memory is not None:
             self._memory.update(first)
             return
@@ -61,12 +63,7 @@ class SeenGuids:
                 self._db.executemany("INSERT OR IGNORE INTO seen VALUES (?, ?)", first.items())
         except sqlite3.Error as exc:
             self._fall_back(exc)
-            self._memory_add(first)
-
-    def _memory_add(self, first: dict[str, str]) -> None:
-        assert self._memory is not None
-        for guid, source in first.items():
-            self._memory.setdefault(guid, source)
+            self.add(first)
 
     def _fall_back(self, exc: sqlite3.Error) -> None:
         log.warning("the guids read so far are kept in memory (temporary database: %s)", exc)
