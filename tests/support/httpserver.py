@@ -80,15 +80,20 @@ class Logged:
     connection: int = 0
 
 
-class _Handler(BaseHTTPRequestHandler):
+class QuietHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 with keep-alive, TCP_NODELAY, and no log lines: the tests' servers."""
+
     protocol_version = "HTTP/1.1"
     # TCP_NODELAY, as real servers set it: with Nagle on, a body sent after its headers
     # waits for the client's delayed ACK (40 ms per request on a kept-alive connection).
     disable_nagle_algorithm = True
-    server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
         return None
+
+
+class _Handler(QuietHandler):
+    server: _Server
 
     def handle(self) -> None:
         # Clients that hang up (a cancelled download, a refused redirect) are normal here.

@@ -6,20 +6,14 @@ from __future__ import annotations
 import contextlib
 import select
 import socket
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-from support.httpserver import Running
+from support.httpserver import QuietHandler, Running
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
+class _Handler(QuietHandler):
     server: _ProxyServer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return None
 
     def do_CONNECT(self) -> None:
         host, _, port = self.path.rpartition(":")
