@@ -15,6 +15,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from fetcher.model import Entry, Episode, Settled, Skipped, cleaned
+from fetcher.store.schema import rows_in
 
 log = logging.getLogger(__name__)
 
@@ -33,17 +34,11 @@ class SeenGuids:
             return {g: self._memory[g] for g in guids if g in self._memory}
         if self._db is None or not guids:
             return {}
-        found: dict[str, str] = {}
         try:
-            for start in range(0, len(guids), 500):
-                part = guids[start:start + 500]
-                found.update(self._db.execute(
-                    f"SELECT guid, source FROM seen WHERE guid IN ({','.join('?' * len(part))})",
-                    part))
+            return dict(rows_in(self._db, "SELECT guid, source FROM seen WHERE guid IN", guids))
         except sqlite3.Error as exc:
             self._fall_back(exc)
             return self.earlier(guids)
-        return found
 
     def add(self, first: dict[str, str]) -> None:
         """Remember *first* (guid: source) as read."""

@@ -25,6 +25,7 @@ from fetcher.store.schema import (
     REBUILD_ADVICE,
     SCHEMA_VERSION,
     is_disk_full,
+    rows_in,
     statements,
     translated,
 )
@@ -167,13 +168,6 @@ class Manifest:
                 db.execute(f"PRAGMA user_version = {number + 1}")
                 db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
 
-    def _rows_in(self, query: str, keys: Sequence[str]) -> Iterator[Any]:
-        """The rows of *query*, which ends in ``IN``, for *keys*: one statement per 500
-        keys (few enough for any SQLite's parameter limit)."""
-        for start in range(0, len(keys), 500):
-            part = keys[start:start + 500]
-            yield from self._db.execute(f"{query} ({', '.join('?' * len(part))})", part)
-
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
         self._db.execute("BEGIN IMMEDIATE")
@@ -211,8 +205,8 @@ class Manifest:
     def records_for(self, guids: Sequence[str]) -> dict[str, Record]:
         """The records of *guids* that exist, by guid (a run plans in batches)."""
         with translated(self.path, "reading the manifest"):
-            return {row[0]: _record(row) for row in self._rows_in(
-                f"SELECT {', '.join(_COLUMNS)} FROM episodes WHERE guid IN", guids)}
+            return {row[0]: _record(row) for row in rows_in(
+                self._db, f"SELECT {', '.join(_COLUMNS)} FROM episodes WHERE guid IN", guids)}
 
     @_locked
     def owner_of(self, path: str) -> str | None:
@@ -302,8 +296,8 @@ class Manifest:
         """(size, mtime_ns, settings key, entries JSON, settled JSON) by document path,
         for the *paths* that have a row."""
         with translated(self.path, "reading the manifest"):
-            return {row[0]: row[1:] for row in self._rows_in(
-                "SELECT path, size, mtime_ns, settings, entries, settled FROM documents "
+            return {row[0]: row[1:] for row in rows_in(
+                self._db, "SELECT path, size, mtime_ns, settings, entries, settled FROM documents "
                 "WHERE path IN", paths)}
 
     @_locked

@@ -7,8 +7,9 @@ import contextlib
 import errno
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from fetcher.errors import ManifestError
 
@@ -133,6 +134,14 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def rows_in(db: sqlite3.Connection, query: str, keys: Sequence[str]) -> Iterator[Any]:
+    """The rows of *query*, which ends in ``IN``, for *keys*: one statement per 500
+    keys (few enough for any SQLite's parameter limit)."""
+    for start in range(0, len(keys), 500):
+        part = keys[start:start + 500]
+        yield from db.execute(f"{query} ({', '.join('?' * len(part))})", part)
 
 
 def statements(script: str) -> Iterator[str]:
