@@ -73,6 +73,112 @@ print(json.dumps({"ms": statistics.median(times) * 1000, "best": min(times) * 10
 """
 
 
+_REREAD = """
+import os, sys, time, json, statistics, tempfile
+from pathlib import Path
+from fetcher.sources.feeditems import FeedLedger, salt
+from fetcher.sources.rss import read_feed_page
+from fetcher.sources.xmlsafe import parse_xml
+from fetcher.model import Episode
+old = Path(sys.argv[1]).read_bytes()
+new = Path(sys.argv[2]).read_bytes()
+runs = int(sys.argv[3])
+def read(root, keys):
+    return read_feed_page(root, source="bench", base_url="https://e.com/", item_keys=keys)
+key = salt("bench")
+def rss_kb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM"):
+            return int(line.split()[1])
+    return 0
+with tempfile.TemporaryDirectory() as root:
+    # The run before: every item of the old feed read, archived and found up to date.
+    _, keys = FeedLedger({}, root).read_page(old, key, read)
+    page = read(parse_xml(old).root, keys)
+    known = {}
+    for entry in page.entries:
+        if isinstance(entry, Episode) and entry.item:
+            name = f"{len(known)}.mp3"
+            Path(root, name).write_bytes(b"x" * 100)
+            known[entry.item.item] = (entry.item.context, entry.guid, name, 100)
+    del page
+    before = rss_kb()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        ledger = FeedLedger(known, root)
+        found, _ = ledger.read_page(new, key, read)
+        times.append(time.perf_counter() - start)
+    assert found is not None
+    print(json.dumps({"ms": statistics.median(times) * 1000, "best": min(times) * 1000,
+                      "settled": len(found.settled), "read": len(found.entries),
+                      "peak_mb": (rss_kb() - before) / 1024}))
+"""
+
+
+def bench_reread(runs: int) -> None:
+    """The feed read again after it changed (one new item), its other items settled:
+    what a cron run pays for a changed feed, or every run for a server that ignores
+    conditional requests."""
+    with tempfile.TemporaryDirectory() as tmp:
+        old, new = Path(tmp) / "old.xml", Path(tmp) / "new.xml"
+        old.write_bytes(synthetic_feed(3856))
+        new.write_bytes(synthetic_feed(3857))
+        out = subprocess.run([sys.executable, "-c", _REREAD, str(old), str(new), str(runs)],
+                             capture_output=True, text=True, check=True).stdout
+        figures = json.loads(out)
+        print(f"re-read synthetic-3857.xml, one new item, {figures['settled']} settled "
+              f"({figures['read']} read): {figures['ms']:6.1f} ms median "
+              f"(best {figures['best']:.1f}), memory +{figures['peak_mb']:.1f} MB")
+
+
+def bench_settled_feed(items: int, runs: int) -> None:
+    """A cron run over one big feed whose server ignores conditional requests (so
+    every run gets the whole feed) and whose items are all archived: ``sync --quiet``
+    (settled items are cut out unread) against ``sync --json`` (every item read)."""
+    from run import measured  # the bench driver's process measurement
+    from support.httpserver import TestServer
+
+    from fetcher.settings import TagSettings
+    from fetcher.sources import load_episodes
+    from fetcher.store.local import Archive
+    from fetcher.store.manifest import Manifest, Record
+    from fetcher.tagging.spec import tag_fingerprint
+
+    with TestServer() as server, tempfile.TemporaryDirectory() as tmp:
+        server.add("/feed.xml", body=synthetic_feed(items),
+                   content_type="application/rss+xml", conditional=False)
+        url = server.url("/feed.xml")
+        archive = Archive(Path(tmp) / "archive")
+        archive.prepare()
+        settings = TagSettings(cover=False)
+        with Manifest.open(archive.manifest_path) as manifest:
+            records = []
+            for n, episode in enumerate(load_episodes([url]).episodes):
+                relative = f"show/{n:05d}.mp3"
+                (archive.root / "show").mkdir(exist_ok=True)
+                (archive.root / relative).write_bytes(b"\0" * 1000)
+                records.append(Record(
+                    episode.guid, episode.show_slug, str(episode.source), episode.audio_url,
+                    path=relative, expected_bytes=episode.expected_bytes, file_bytes=1000,
+                    tag_hash=tag_fingerprint(episode, settings)))
+            manifest.save_many(records)
+        config = Path(tmp) / "feed.toml"
+        config.write_text(f'[archive]\ndir = "{archive.root}"\n[sources]\npaths = ["{url}"]\n'
+                          "[tags]\ncover = false\n", encoding="utf-8")
+        sync = [sys.executable, "-m", "fetcher", "sync", "-c", str(config)]
+        first, _ = measured([*sync, "--quiet"])  # finds every item up to date: settles them
+        for flag in ("--quiet", "--json"):
+            measures = [measured([*sync, flag])[0] for _ in range(runs)]
+            wall = statistics.median(m.wall for m in measures)
+            rss = statistics.median(m.rss_mb for m in measures)
+            print(f"sync {flag:<8} of a {items}-item feed sent whole every run, all archived: "
+                  f"{wall:.3f} s wall (median of {runs}), peak RSS {rss:.1f} MB")
+        if any(e.status != 200 for e in server.log) or len(server.log) != 2 + 2 * runs:
+            raise SystemExit("the feed runs asked for more than the feed")
+        print(f"  (the first --quiet run, which settles the items: {first.wall:.3f} s)")
+
+
 def bench_parse(runs: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         synthetic = Path(tmp) / "synthetic-3857.xml"
@@ -125,4 +231,6 @@ def bench_unchanged_feeds(count: int, runs: int) -> None:
 
 def bench_feeds(runs: int, feeds: int) -> None:
     bench_parse(max(runs, 3))
+    bench_reread(max(runs, 3))
+    bench_settled_feed(3857, runs)
     bench_unchanged_feeds(feeds, runs)

@@ -41,7 +41,16 @@ from fetcher.events import (
     Status,
 )
 from fetcher.filters import Filters, make_filters
-from fetcher.model import Chapter, Episode, FeedRecord, Person, Settled, Skipped, Transcript
+from fetcher.model import (
+    Chapter,
+    Episode,
+    FeedRecord,
+    ItemKey,
+    Person,
+    Settled,
+    Skipped,
+    Transcript,
+)
 from fetcher.plan import Action, PathOwners, Plan, Step, build_plan
 from fetcher.settings import DownloadSettings, FeedSettings, TagSettings
 from fetcher.sources import (
@@ -81,6 +90,7 @@ __all__ = [
     "Filters",
     "Finished",
     "HooksConfig",
+    "ItemKey",
     "Loaded",
     "ManifestError",
     "Outcome",

@@ -65,6 +65,20 @@ Trust = str
 
 
 @dataclass(frozen=True, slots=True)
+class ItemKey:
+    """Which feed item an episode was read from (see :mod:`fetcher.sources.feeditems`):
+    a hash of the item's XML and of what it was read with, and a hash of the channel
+    around it. An item found up to date is remembered by these."""
+
+    item: str
+    context: str
+
+
+#: A settled feed item as the manifest keeps it: context, guid, archived path, size.
+SettledItem = tuple[str, str, str, int]
+
+
+@dataclass(frozen=True, slots=True)
 class EpisodeDigest:
     """What the document cache keeps of an episode for planning (see
     :mod:`fetcher.sources.doccache`): its tag fingerprint and audio URL's keyed hash."""
@@ -119,6 +133,8 @@ class Episode:
     #: Set for a "light" episode read from the document cache: no show notes or audio
     #: URL, only what planning needs; its document is read again when it needs work.
     digest: EpisodeDigest | None = None
+    #: Set for an episode read from a feed item that may be settled when up to date.
+    item: ItemKey | None = None
 
     @property
     def label(self) -> str:

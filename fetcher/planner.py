@@ -21,7 +21,7 @@ from typing import cast
 
 from fetcher.config import Config
 from fetcher.filters import Filters, apply_filters
-from fetcher.model import Episode, Settled
+from fetcher.model import Episode, ItemKey, Settled
 from fetcher.plan import Action, Plan, Step, build_plan
 from fetcher.sources import Entry, ReadOptions, SourceReport, read_sources, stream_sources
 from fetcher.sources.doccache import settled_json
@@ -110,6 +110,8 @@ async def plan_run(config: Config, archive: Store, manifest: Manifest,
                                            retry_failed, options, filters, filtering, keep)
         if rows := settling.rows():
             await asyncio.to_thread(manifest.settle_documents, rows)
+        if settling.items and options.states is not None:
+            await asyncio.to_thread(options.states.settle_items, settling.items)
         uncounted += plan.up_to_date
         if sidecars.pending:
             for guid in (g for e in batch if isinstance(e, Settled) for g in e.guids):
@@ -179,7 +181,9 @@ def _build(config: Config, entries: Sequence[Entry | Settled], manifest: Manifes
 class Settling:
     """The documents of a batch that planning found wholly up to date, to be marked
     settled (see :mod:`fetcher.sources.doccache`): every entry an episode read from
-    the cache, every one counted up to date, no transcript waiting for a retry."""
+    the cache, every one counted up to date, no transcript waiting for a retry. And
+    the feed items whose episodes were counted up to date (see
+    :mod:`fetcher.sources.feeditems`), in :attr:`items`."""
 
     def __init__(self, entries: Sequence[Entry | Settled]):
         self._wanted: dict[str, int] = {}
@@ -190,10 +194,18 @@ class Settling:
             elif not isinstance(entry, Settled):
                 self._spoilt.add(entry.source)
         self._found: dict[str, list[tuple[str, str, int]]] = {}
+        self.items: list[tuple[str, ItemKey, str, str, int]] = []
 
     def counted(self, episode: Episode, record: Record) -> None:
-        if episode.digest is None or record.path is None or record.file_bytes is None or (
+        if record.path is None or record.file_bytes is None or (
                 episode.transcripts and "failed_at" in record.files):
+            self._spoilt.add(episode.source)
+            return
+        if episode.item is not None:
+            self.items.append((episode.source, episode.item, episode.guid, record.path,
+                               record.file_bytes))
+            return
+        if episode.digest is None:
             self._spoilt.add(episode.source)
             return
         self._found.setdefault(episode.source, []).append(

@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from fetcher.errors import ArchiveError, ConfigError, is_url
 from fetcher.events import EventSink, Outcome, PlanReady, Status, ignore
 from fetcher.filters import NO_FILTERS, Filters, apply_filters
 from fetcher.journal import recover_journals
-from fetcher.model import FeedRecord
+from fetcher.model import FeedRecord, ItemKey, SettledItem
 from fetcher.pipeline import Pipeline, static_outcome
 from fetcher.plan import Action, Plan, build_plan
 from fetcher.planner import plan_run
@@ -120,7 +120,8 @@ async def run(
             if keyed is not None and manifest.seal_urls(keyed):
                 log.info("the manifest no longer holds full audio URLs (tokens redacted)")
             hasher = keyed or url_digest
-            options = read_options(config, ArchiveFeedStates(manifest, hasher))
+            options = read_options(config, ArchiveFeedStates(manifest, hasher,
+                                                            str(archive.root)))
             options.documents = document_cache(config, manifest, archive, hasher)
             options.settled = not keep_up_to_date
             plan, reports = await plan_run(config, archive, manifest, names, options,
@@ -167,9 +168,10 @@ class ArchiveFeedStates:
     """What the archive remembers of each feed, stored under a keyed hash of its URL
     (a private feed's token never reaches the manifest)."""
 
-    def __init__(self, manifest: Manifest, hasher: Callable[[str], str]):
+    def __init__(self, manifest: Manifest, hasher: Callable[[str], str], root: str = ""):
         self.manifest = manifest
         self.hasher = hasher
+        self.root = root
 
     def get_feed(self, url: str) -> FeedRecord | None:
         record = self.manifest.get_feed(self.hasher(url))
@@ -177,6 +179,19 @@ class ArchiveFeedStates:
 
     def save_feed(self, record: FeedRecord) -> None:
         self.manifest.save_feed(self.hasher(record.url), record)
+
+    def settled_items(self, url: str) -> tuple[dict[str, SettledItem], str]:
+        return self.manifest.feed_items(self.hasher(url)), self.root
+
+    def forget_items(self, url: str, items: list[str]) -> None:
+        self.manifest.forget_feed_items(self.hasher(url), items)
+
+    def settle_items(self, rows: Iterable[tuple[str, ItemKey, str, str, int]]) -> None:
+        """Remember feed items found up to date: (feed URL, item key, guid, archived
+        path, size) each."""
+        self.manifest.settle_feed_items(
+            [(self.hasher(url), key.item, key.context, guid, path, size)
+             for url, key, guid, path, size in rows])
 
 
 def read_options(config: Config, states: FeedStates | None) -> ReadOptions:

@@ -155,7 +155,7 @@ def test_new_episodes_in_different_batches_never_share_a_path(
     assert len(twins) == 2 and twins[0] != twins[1]
 
 
-def test_a_schema_3_manifest_gains_settled_documents(tmp_path: Path) -> None:
+def test_a_schema_3_manifest_gains_settled_documents_and_feed_items(tmp_path: Path) -> None:
     path = tmp_path / "manifest.sqlite3"
     with sqlite3.connect(path) as db:
         for migration in MIGRATIONS[:3]:
@@ -164,13 +164,17 @@ def test_a_schema_3_manifest_gains_settled_documents(tmp_path: Path) -> None:
         db.execute("PRAGMA user_version = 3")
         db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
     with Manifest.open(path) as manifest:
-        assert manifest.schema_version == len(MIGRATIONS) == 4
+        assert manifest.schema_version == len(MIGRATIONS) >= 4
     with sqlite3.connect(path) as db:
         columns = [row[1] for row in db.execute("PRAGMA table_info(documents)")]
         triggers = {row[0] for row in db.execute(
             "SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+        tables = {row[0] for row in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "settled" in columns
-    assert triggers == {"unsettle_on_insert", "unsettle_on_update", "unsettle_on_delete"}
+    assert "feed_items" in tables
+    assert triggers == {f"unsettle_{what}on_{change}" for what in ("", "item_")
+                        for change in ("insert", "update", "delete")}
 
 
 def episode(guid: str, source: str) -> fetcher.Episode:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
@@ -101,10 +102,10 @@ class _Reading:
                 http = await self._stack.enter_async_context(Http(self.options.download))
                 self._reader = FeedReader(http, self.options.feeds, self.options.states,
                                           self.options.fingerprint, self.options.show_slugs,
-                                          self.options.retry_gone)
+                                          self.options.retry_gone, self.options.settled)
             return self._reader
 
-    async def read(self, name: str) -> tuple[list[Entry], list[SourceReport]]:
+    async def read(self, name: str) -> tuple[Sequence[Entry | Settled], list[SourceReport]]:
         if is_url(name):
             return await (await self.feeds()).read(name)
         path = Path(name)
@@ -148,11 +149,11 @@ class _Reading:
         return read_files(names, self.options.documents, self.options.settled)
 
     async def _read_xml_file(self, path: Path,
-                             name: str) -> tuple[list[Entry], list[SourceReport]]:
+                             name: str) -> tuple[Sequence[Entry | Settled], list[SourceReport]]:
         report = SourceReport(name, "feed")
         limit = self.options.feeds.max_feed_bytes
         try:
-            kind, root = parse_feed(name, await asyncio.to_thread(_read_limited, path, limit))
+            kind, root, _ = parse_feed(name, await asyncio.to_thread(_read_limited, path, limit))
         except (OSError, SourceError) as exc:
             error = exc if isinstance(exc, SourceError) else SourceError(
                 path, f"cannot read: {exc.strerror or exc}")
@@ -193,8 +194,9 @@ def _read_limited(path: Path, limit: int) -> bytes:
 
 async def read_sources(sources: Sequence[str | Path],
                        options: ReadOptions | None = None) -> Loaded:
-    """Read every source, feeds concurrently; never raises for one bad source."""
-    options = options or ReadOptions()
+    """Read every source, feeds concurrently; never raises for one bad source. Every
+    entry comes back (nothing :class:`Settled`)."""
+    options = dataclasses.replace(options, settled=False) if options else ReadOptions()
     async with contextlib.AsyncExitStack() as stack:
         reading = _Reading(options, stack)
         results = await asyncio.gather(*(reading.read(str(s)) for s in sources))
@@ -215,7 +217,7 @@ async def stream_sources(sources: Sequence[str | Path], options: ReadOptions,
     unique = Unique()
     async with contextlib.AsyncExitStack() as stack:
         reading = _Reading(options, stack)
-        whole: list[asyncio.Future[tuple[list[Entry], list[SourceReport]]] | None]
+        whole: list[asyncio.Future[tuple[Sequence[Entry | Settled], list[SourceReport]]] | None]
         whole = [None if folder else asyncio.ensure_future(reading.read(name))
                  for name, folder in zip(names, folders, strict=True)]
         try:
@@ -243,7 +245,7 @@ def load_episodes(sources: Iterable[str | Path],
     return run_to_end(read_sources(list(sources), options))
 
 
-def _deduplicated(results: Iterable[list[Entry]]) -> Loaded:
+def _deduplicated(results: Iterable[Sequence[Entry | Settled]]) -> Loaded:
     loaded = Loaded()
     unique = Unique()
     try:

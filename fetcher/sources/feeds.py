@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
@@ -21,12 +21,13 @@ from typing import TYPE_CHECKING, Protocol
 from lxml import etree
 
 from fetcher.errors import FetcherError, SourceError, redact_url, shown_source
-from fetcher.model import Entry, Episode, FeedRecord, Skipped
+from fetcher.model import Entry, Episode, FeedRecord, ItemKey, Settled, SettledItem, Skipped
 from fetcher.settings import FeedSettings
 from fetcher.sources.atom import read_atom_page
+from fetcher.sources.feeditems import FeedLedger, salt
 from fetcher.sources.formats import XMLKind, describe, xml_kind
 from fetcher.sources.opml import read_opml
-from fetcher.sources.rss import FeedPage, read_feed_page
+from fetcher.sources.rss import FeedPage, read_feed_page, unsettle
 from fetcher.sources.xmlsafe import NotXML, parse_xml
 
 if TYPE_CHECKING:
@@ -44,6 +45,13 @@ GONE_RETRY = timedelta(days=30)
 class FeedStates(Protocol):
     def get_feed(self, url: str) -> FeedRecord | None: ...
     def save_feed(self, record: FeedRecord) -> None: ...
+    def settled_items(self, url: str) -> tuple[dict[str, SettledItem], str]:
+        """The feed's settled items by hash, and the archive directory they are in."""
+        ...
+    def forget_items(self, url: str, items: list[str]) -> None: ...
+    def settle_items(self, rows: Iterable[tuple[str, ItemKey, str, str, int]]) -> None:
+        """Remember items found up to date: (feed URL, key, guid, archived path, size)."""
+        ...
 
 
 @dataclass
@@ -76,20 +84,25 @@ class FeedReader:
     fingerprint: Callable[[str], str] = lambda url: ""
     show_slugs: dict[str, str] = field(default_factory=dict)
     retry_gone: bool = False
+    #: Leave out the items settled in the archive (see :mod:`.feeditems`): they come
+    #: back as one :class:`Settled` per feed, for a run that counts up-to-date episodes.
+    settle: bool = False
 
-    async def read(self, url: str) -> tuple[list[Entry], list[SourceReport]]:
+    async def read(self, url: str) -> tuple[list[Entry | Settled], list[SourceReport]]:
         """Entries and reports for the feed or OPML list at *url* (never raises)."""
         report = SourceReport(url, "feed")
         try:
-            entries, more = await self._read(url, report)
+            entries, more = await self._read(url, report, settle=self.settle)
         except FetcherError as error:
             report.status, report.error = "error", str(error)
             return [SourceError(url, _reason(error))], [report]
-        report.episodes = sum(isinstance(e, Episode) for e in entries)
+        report.episodes = sum(1 if isinstance(e, Episode) else len(e.guids)
+                              for e in entries if isinstance(e, Episode | Settled))
         return entries, [report, *more]
 
-    async def _read(self, url: str,
-                    report: SourceReport) -> tuple[list[Entry], list[SourceReport]]:
+    async def _read(self, url: str, report: SourceReport, *, settle: bool,
+                    conditional: bool = True
+                    ) -> tuple[list[Entry | Settled], list[SourceReport]]:
         record = self.states.get_feed(url) if self.states is not None else None
         if record is not None and record.status == "gone" and not self._ask_gone(record):
             report.status = "gone"
@@ -97,7 +110,8 @@ class FeedReader:
         fingerprint = self.fingerprint(url)
         target = (record.final_url if record is not None and record.final_url else url)
         headers = {}
-        if record is not None and not record.incomplete and record.fingerprint == fingerprint:
+        if (conditional and record is not None and not record.incomplete
+                and record.fingerprint == fingerprint):
             if record.etag:
                 headers["If-None-Match"] = record.etag
             if record.last_modified:
@@ -114,17 +128,27 @@ class FeedReader:
                         redact_url(url), GONE_RETRY.days)
             return [], []
         moved_to = _permanent_target(target, response)
-        kind, root = self._parse(url, response.body)
-        if kind == "opml":
-            return await self.read_opml_list(root, report)
+        ledger = self._ledger(url) if settle else None
         trust = await _trust(response.final_url)
-        page = self._page(url, kind, root, response.final_url, trust)
+        _, root, page = self._read_body(url, response.body, response.final_url, trust,
+                                        ledger)
+        if page is None:
+            assert root is not None
+            return await self.read_opml_list(root, report)
         entries: list[Entry] = list(page.entries)
-        switched = await self._new_feed_url(url, target, page, trust)
+        settled = list(page.settled)
+        switched = await self._new_feed_url(url, target, page, trust, ledger)
         if switched is not None:
             moved_to, page, entries, trust = switched
+            settled = list(page.settled)
         entries += await self._follow_pages(url, page, trust,
-                                            {url, target, response.final_url})
+                                            {url, target, response.final_url}, ledger,
+                                            settled)
+        if ledger is not None:
+            if ledger.clashes(entries, settled):  # a guid repeated across pages: rare
+                self._forget(url, ledger)
+                return await self._read(url, report, settle=False, conditional=False)
+            self._forget(url, ledger)
         if moved_to is not None and moved_to != url:
             report.status, report.final_url = "moved", moved_to
             log.warning("%s: the feed has moved to %s; the new address is used from now on",
@@ -137,7 +161,8 @@ class FeedReader:
         ))
         for warning in page.warnings:
             log.warning("%s: %s", redact_url(url), warning)
-        return _deduplicated(entries, url), []
+        found: list[Entry | Settled] = list(_deduplicated(entries, url))
+        return [Settled(url, tuple(settled)), *found] if settled else found, []
 
     def _ask_gone(self, record: FeedRecord) -> bool:
         if self.retry_gone or not record.gone_at:
@@ -153,16 +178,44 @@ class FeedReader:
                                                                  **headers},
                                               max_bytes=self.settings.max_feed_bytes)
 
-    def _parse(self, url: str, body: bytes) -> tuple[XMLKind, etree._Element]:
-        return parse_feed(url, body)
+    def _ledger(self, url: str) -> FeedLedger | None:
+        if self.states is None:
+            return None
+        known, root = self.states.settled_items(url)
+        return FeedLedger(known, root)
 
-    def _page(self, url: str, kind: XMLKind, root: etree._Element, base: str,
-              trust: str) -> FeedPage:
-        return read_page(kind, root, source=url, base_url=base,
-                         show_slug=self.show_slugs.get(url), trust=trust,
-                         media=self.settings.media)
+    def _forget(self, url: str, ledger: FeedLedger) -> None:
+        if self.states is not None and (stale := ledger.stale()):
+            self.states.forget_items(url, stale)
 
-    async def _new_feed_url(self, url: str, target: str, page: FeedPage, trust: str
+    def _read_body(self, url: str, body: bytes, base: str, trust: str,
+                   ledger: FeedLedger | None
+                   ) -> tuple[XMLKind, etree._Element | None, FeedPage | None]:
+        """The kind of a fetched page, and its root (OPML) or the page read (a feed):
+        without its settled items when *ledger* has some (see :mod:`.feeditems`)."""
+        slug = self.show_slugs.get(url)
+
+        def read(root: etree._Element, keys: Sequence[str] | None) -> FeedPage:
+            return read_feed_page(root, source=url, base_url=base, show_slug=slug,
+                                  trust=trust, media=self.settings.media, item_keys=keys)
+
+        keys = None
+        if ledger is not None:
+            page, keys = ledger.read_page(body, salt(url, base, trust, self.settings.media,
+                                                     slug or "", self.fingerprint(url)), read)
+            if page is not None:
+                return "rss", None, page
+        kind, root, recovered = parse_feed(url, body)
+        if kind == "opml":
+            return kind, root, None
+        if kind == "rss":
+            # What recovery made of a broken feed is not what its bytes say: no keys.
+            return kind, None, read(root, None if recovered else keys)
+        return kind, None, read_page(kind, root, source=url, base_url=base, show_slug=slug,
+                                     trust=trust, media=self.settings.media)
+
+    async def _new_feed_url(self, url: str, target: str, page: FeedPage, trust: str,
+                            ledger: FeedLedger | None
                             ) -> tuple[str, FeedPage, list[Entry], str] | None:
         """Switch to ``itunes:new-feed-url`` when it parses as a feed with a channel."""
         new = page.new_feed_url
@@ -170,23 +223,25 @@ class FeedReader:
             return None
         try:
             response = await self._get(url, new, {})
-            kind, root = self._parse(new, response.body)
+            if response.status != 200:
+                return None
+            new_trust = await _trust(response.final_url)
+            _, _, new_page = self._read_body(new, response.body, response.final_url,
+                                             new_trust, ledger)
         except FetcherError as error:
             log.warning("%s: itunes:new-feed-url %s does not work (%s); staying",
                         redact_url(url), redact_url(new), error)
             return None
-        if kind == "opml" or response.status != 200:
+        if new_page is None:
             return None
-        new_trust = await _trust(response.final_url)
-        new_page = self._page(url, kind, root, response.final_url, new_trust)
-        if not new_page.show.title and not new_page.entries:
+        if not new_page.show.title and not new_page.entries and not new_page.settled:
             return None
         return new, new_page, list(new_page.entries), new_trust
 
-    async def _follow_pages(self, url: str, first: FeedPage, trust: str,
-                            seen: set[str]) -> list[Entry]:
+    async def _follow_pages(self, url: str, first: FeedPage, trust: str, seen: set[str],
+                            ledger: FeedLedger | None, settled: list[str]) -> list[Entry]:
         """Every further page of a paged or archived feed, each once (*seen*: the
-        addresses of the first page)."""
+        addresses of the first page); guids of settled items are added to *settled*."""
         entries: list[Entry] = []
         queue = list(first.next_pages)
         pages = 1
@@ -204,22 +259,23 @@ class FeedReader:
                 response = await self.http.fetch_response(
                     url, page_url, max_bytes=self.settings.max_feed_bytes, trust=trust,
                     headers={"Accept": FEED_ACCEPT})
-                kind, root = self._parse(page_url, response.body)
+                _, _, page = self._read_body(url, response.body, response.final_url, trust,
+                                             ledger)
             except FetcherError as error:
                 entries.append(SourceError(page_url, f"feed page: {_reason(error)}"))
                 continue
-            if kind in ("rss", "atom"):
-                page = self._page(url, kind, root, response.final_url, trust)
+            if page is not None:
                 entries += page.entries
+                settled += page.settled
                 queue += [p for p in page.next_pages if p not in seen]
         return entries
 
     async def read_opml_list(self, root: etree._Element, report: SourceReport
-                             ) -> tuple[list[Entry], list[SourceReport]]:
+                             ) -> tuple[list[Entry | Settled], list[SourceReport]]:
         """Every feed an OPML list names (*report* is the list's own): the entries, and a
         report per feed."""
         report.kind = "opml"
-        entries: list[Entry] = []
+        entries: list[Entry | Settled] = []
         reports: list[SourceReport] = []
         for subscription in read_opml(root):
             got, more = await self.read(subscription.url)
@@ -232,9 +288,10 @@ class FeedReader:
             self.states.save_feed(record)
 
 
-def parse_feed(source: str, body: bytes) -> tuple[XMLKind, etree._Element]:
-    """The kind (rss, atom, opml) and root of a feed's bytes; SourceError naming *source*
-    when they are not one (an HTML page, say). Recovery is a warning."""
+def parse_feed(source: str, body: bytes) -> tuple[XMLKind, etree._Element, bool]:
+    """The kind (rss, atom, opml) and root of a feed's bytes, and whether they needed
+    recovery (a warning then); SourceError naming *source* when they are not a feed (an
+    HTML page, say)."""
     try:
         parsed = parse_xml(body)
     except NotXML as exc:
@@ -245,7 +302,7 @@ def parse_feed(source: str, body: bytes) -> tuple[XMLKind, etree._Element]:
     if parsed.recovered:
         log.warning("%s: the feed is not well-formed XML (%s); read in recovery mode",
                     redact_url(source), parsed.recovered)
-    return kind, parsed.root
+    return kind, parsed.root, parsed.recovered is not None
 
 
 def read_page(kind: XMLKind, root: etree._Element, *, source: str, base_url: str,
@@ -291,17 +348,19 @@ async def _trust(url: str) -> str:
 
 def _deduplicated(entries: list[Entry], source: str) -> list[Entry]:
     """Items repeated across pages: the same guid and audio once."""
-    seen: dict[str, str] = {}
+    seen: dict[str, tuple[str, int]] = {}
     result: list[Entry] = []
     for entry in entries:
         if isinstance(entry, Episode):
-            first = seen.get(entry.guid)
+            first, at = seen.get(entry.guid, (None, 0))
+            if first is not None:
+                unsettle(result, at)  # which twin is which depends on their order
             if first == entry.audio_url:
                 result.append(Skipped(source, f"{entry.title[:60]}: repeated on another page"))
                 continue
             if first is not None:
-                entry = replace(entry, guid=f"{entry.guid}#{entry.audio_url}")
-            seen[entry.guid] = entry.audio_url
+                entry = replace(entry, guid=f"{entry.guid}#{entry.audio_url}", item=None)
+            seen[entry.guid] = (entry.audio_url, len(result))
         result.append(entry)
     return result
 

@@ -10,14 +10,17 @@ durations as seconds or clock times, duplicate guids.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from lxml import etree
 
-from fetcher.model import Chapter, Episode, Person, Skipped, Transcript, Trust
+from fetcher.model import Chapter, Episode, ItemKey, Person, Skipped, Transcript, Trust
 from fetcher.model import normalise_chapters as _normalise
 from fetcher.sources.values import (
     episode_number,
@@ -62,12 +65,19 @@ class FeedPage:
     new_feed_url: str | None = None
     #: ``fh:complete``: this document holds every item (no paging).
     complete: bool = False
+    #: For settled items (see :mod:`.feeditems`): a hash of what the channel gives each
+    #: item, whether the item keys given matched the items one to one (their episodes
+    #: carry them), and the guids of the settled items left out of this page.
+    context: str = ""
+    keyed: bool = False
+    settled: list[str] = field(default_factory=list)
 
 
 def read_feed_page(root: etree._Element, *, source: str, base_url: str,
                    show_slug: str | None = None, trust: Trust = "own",
-                   media: str = "audio") -> FeedPage:
-    """Read one parsed RSS page (``root`` is ``<rss>``); see the module docstring."""
+                   media: str = "audio", item_keys: Sequence[str] | None = None) -> FeedPage:
+    """Read one parsed RSS page (``root`` is ``<rss>``); see the module docstring.
+    *item_keys* (one per item, in order) mark the episodes for settling."""
     channel = root.find("channel")
     if channel is None:
         for child in root:
@@ -81,23 +91,40 @@ def read_feed_page(root: etree._Element, *, source: str, base_url: str,
     items = _read_channel(channel, page, base_url)
     show = page.show
     show.slug = show_slug or slugify(show.title or urlsplit(base_url).hostname or "show")
-    seen: dict[str, str] = {}
+    page.context = _context(show, channel)
+    page.keyed = item_keys is not None and len(item_keys) == len(items)
+    seen: dict[str, tuple[str, int]] = {}
     for index, item in enumerate(items, 1):
+        key = ItemKey(item_keys[index - 1], page.context) if item_keys and page.keyed else None
         entry = _read_item(item, index, show, source=source, base_url=base_url,
-                           trust=trust, media=media, warnings=page.warnings)
+                           trust=trust, media=media, warnings=page.warnings, item_key=key)
         if isinstance(entry, Episode):
-            first_url = seen.get(entry.guid)
+            first_url, at = seen.get(entry.guid, (None, 0))
             if first_url is not None:
+                unsettle(page.entries, at)  # which twin is which depends on their order
                 if first_url == entry.audio_url:
                     page.entries.append(Skipped(source, f"item {index}: repeats guid "
                                                         f"{entry.guid} with the same audio"))
                     continue
                 page.warnings.append(f"item {index}: guid {entry.guid} is used again for "
                                      "other audio; kept as a distinct episode")
-                entry = replace(entry, guid=f"{entry.guid}#{entry.audio_url}")
-            seen[entry.guid] = entry.audio_url
+                entry = replace(entry, guid=f"{entry.guid}#{entry.audio_url}", item=None)
+            seen[entry.guid] = (entry.audio_url, len(page.entries))
         page.entries.append(entry)
     return page
+
+
+def unsettle(entries: list[Any], at: int) -> None:
+    """Clear the item key of the episode at *at* in *entries*: it is not to settle."""
+    entry = entries[at]
+    if isinstance(entry, Episode) and entry.item is not None:
+        entries[at] = replace(entry, item=None)
+
+
+def _context(show: Show, channel: etree._Element) -> str:
+    """A hash of what the channel gives every item: the show, the namespaces."""
+    names = sorted((prefix or "", uri) for prefix, uri in channel.nsmap.items())
+    return hashlib.blake2b(repr((show, names)).encode(), digest_size=16).hexdigest()
 
 
 def _read_channel(channel: etree._Element, page: FeedPage,
@@ -175,7 +202,8 @@ def _item_key(tag: object) -> str | None:
 
 
 def _read_item(item: etree._Element, index: int, show: Show, *, source: str, base_url: str,
-               trust: Trust, media: str, warnings: list[str]) -> Episode | Skipped:
+               trust: Trust, media: str, warnings: list[str],
+               item_key: ItemKey | None = None) -> Episode | Skipped:
     # One pass over the children, each looked up once by its raw tag: feeds have
     # thousands of items, and this loop is most of a feed's parsing time.
     found: dict[str, etree._Element] = {}
@@ -266,6 +294,7 @@ def _read_item(item: etree._Element, index: int, show: Show, *, source: str, bas
         feed_url=source,
         flags=tuple(dict.fromkeys([*show.flags, *flags])) if flags else show.flags,
         trust=trust,
+        item=item_key,
     )
 
 

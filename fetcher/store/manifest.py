@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from fetcher.errors import ManifestError, redact_url
-from fetcher.model import FeedRecord, shallow_dict
+from fetcher.model import FeedRecord, SettledItem, shallow_dict
 from fetcher.store.schema import (
     APPLICATION_ID,
     MIGRATIONS,
@@ -350,6 +350,29 @@ class Manifest:
         with translated(self.path, "writing the manifest"):
             self._db.executemany("UPDATE feeds SET incomplete = 1 WHERE key = ?",
                                  [(k,) for k in keys])
+
+    @_locked
+    def feed_items(self, feed: str) -> dict[str, SettledItem]:
+        """The settled items of a feed (schema 5): (context, guid, path, size) by hash."""
+        with translated(self.path, "reading the manifest"):
+            return {row[0]: row[1:] for row in self._db.execute(
+                "SELECT item, context, guid, path, size FROM feed_items WHERE feed = ?",
+                (feed,))}
+
+    @_locked
+    def settle_feed_items(self, rows: Sequence[tuple[str, str, str, str, str, int]]) -> None:
+        """Remember items as settled: (feed, item, context, guid, path, size) rows."""
+        with translated(self.path, "writing the manifest"), self._transaction():
+            self._db.executemany(
+                "INSERT OR REPLACE INTO feed_items (feed, item, context, guid, path, size) "
+                "VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    @_locked
+    def forget_feed_items(self, feed: str, items: Iterable[str]) -> None:
+        """Drop settled items that a feed no longer holds as they were."""
+        with translated(self.path, "writing the manifest"), self._transaction():
+            self._db.executemany("DELETE FROM feed_items WHERE feed = ? AND item = ?",
+                                 [(feed, item) for item in items])
 
     @_locked
     def feeds(self) -> list[FeedRecord]:

@@ -132,6 +132,30 @@ MIGRATIONS: tuple[str, ...] = (
         UPDATE documents SET settled = NULL WHERE path = OLD.source AND settled IS NOT NULL;
     END;
     """,
+    # 5: the items of a feed whose episodes were found up to date, by a hash of each
+    # item's XML (see fetcher.sources.feeditems): a feed that changed is then read again
+    # without its settled items. Any change to an episode's row unsettles its item.
+    """
+    CREATE TABLE feed_items (
+        feed            TEXT NOT NULL,
+        item            TEXT NOT NULL,
+        context         TEXT NOT NULL,
+        guid            TEXT NOT NULL,
+        path            TEXT NOT NULL,
+        size            INTEGER NOT NULL,
+        PRIMARY KEY (feed, item)
+    ) WITHOUT ROWID;
+    CREATE INDEX feed_items_by_guid ON feed_items (guid);
+    CREATE TRIGGER unsettle_item_on_insert AFTER INSERT ON episodes BEGIN
+        DELETE FROM feed_items WHERE guid = NEW.guid;
+    END;
+    CREATE TRIGGER unsettle_item_on_update AFTER UPDATE ON episodes BEGIN
+        DELETE FROM feed_items WHERE guid IN (OLD.guid, NEW.guid);
+    END;
+    CREATE TRIGGER unsettle_item_on_delete AFTER DELETE ON episodes BEGIN
+        DELETE FROM feed_items WHERE guid = OLD.guid;
+    END;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
