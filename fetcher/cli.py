@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -72,16 +71,20 @@ def _config(args: argparse.Namespace) -> Config:
     return config
 
 
-def _json_error(args: argparse.Namespace, code: int, error: Exception) -> None:
-    """With --json, a run that ends in exit 2 or 3 still prints one JSON object."""
-    if getattr(args, "json", False):
+def _json_error(args: argparse.Namespace, code: int, error: BaseException,
+                always: bool = True) -> None:
+    """With --json, a run that ends in exit 2 or 3 still prints one JSON object, and
+    one that fails after ``sync`` began listing episodes ends that object."""
+    stream: render.StreamedReport | None = getattr(args, "stream", None)
+    if stream is not None and stream.fail(code, str(error) or type(error).__name__):
+        return
+    if always and getattr(args, "json", False):
         _print_json({"ok": False, "error": {"code": code, "message": str(error)}})
 
 
 def _print_json(data: Any) -> None:
     """One JSON document on one line (cheap for thousands of episodes; pipe to jq)."""
-    # dumps, not dump: dumps uses the C encoder, dump the pure-Python one.
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n")
+    sys.stdout.write(render.compact_json(data) + "\n")
 
 
 # --- commands -----------------------------------------------------------------------
@@ -108,20 +111,22 @@ def cmd_sync(args: argparse.Namespace) -> int:
     view = ProgressView(sys.stderr, bars=bars)
     # While bars are drawn, log lines go through tqdm so that they do not tear them.
     redirect = logging_redirect_tqdm([log]) if bars else contextlib.nullcontext()
+    # Up-to-date episodes are listed by --json as they are found, otherwise counted:
+    # either way a run over a big archive holds nothing per archived episode.
+    stream = args.stream = render.StreamedReport(sys.stdout.write) if args.json else None
     try:
         with redirect:
-            # Up-to-date episodes are listed by --json only; otherwise they are counted
-            # (a cron run over a big archive then holds nothing per archived episode).
             report = sync(config, sources=args.sources, on_event=view, handle_signals=True,
                           filters=filters, retry_failed=args.retry_failed,
-                          keep_up_to_date=args.json)
+                          keep_up_to_date=False,
+                          on_up_to_date=stream.episode if stream is not None else None)
     finally:
         view.close()
     for outcome in report.outcomes:
         if outcome.status.value == "failed" and outcome.episode is None:
             log.error("%s", outcome.error)
-    if args.json:
-        _print_json(render.report_json(report))
+    if stream is not None:
+        stream.finish(report)
     elif not args.quiet:
         print("\n".join(render.summary_table(report)), file=sys.stderr)
     if report.interrupted:
@@ -241,9 +246,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except FetcherError as error:
         log.error("%s", error, exc_info=args.verbose)
+        _json_error(args, EXIT_FAILED, error, always=False)
         return EXIT_FAILED
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as error:
         log.error("interrupted")
+        _json_error(args, EXIT_INTERRUPTED, error, always=False)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path, PurePosixPath
 from typing import cast
 
 from fetcher.config import Config
 from fetcher.filters import Filters, apply_filters
 from fetcher.model import Episode, ItemKey, Settled
-from fetcher.plan import Action, Plan, Step, build_plan
+from fetcher.plan import UP_TO_DATE_REASON, Action, Plan, Step, build_plan
 from fetcher.sources import Entry, ReadOptions, SourceReport, read_sources, stream_sources
 from fetcher.sources.doccache import settled_json
 from fetcher.store import Store
@@ -90,11 +90,13 @@ class StaleSidecars:
 
 async def plan_run(config: Config, archive: Store, manifest: Manifest,
                    names: Sequence[str | Path], options: ReadOptions, *, filters: Filters,
-                   retry_failed: bool,
-                   keep_up_to_date: bool) -> tuple[Plan, list[SourceReport]]:
+                   retry_failed: bool, keep_up_to_date: bool,
+                   listed: Callable[[Step], None] | None = None
+                   ) -> tuple[Plan, list[SourceReport]]:
     """The run's plan and how reading each source went; see the module docstring.
     Without *keep_up_to_date*, the plan counts up-to-date episodes instead of holding
-    their steps."""
+    their steps, and gives each step to *listed* (if any) as it is found: a caller that
+    lists every episode without holding them (read *options* without settling then)."""
     reports: list[SourceReport] = []
     owners = PathOwners(manifest)
     sidecars = StaleSidecars(archive)
@@ -107,7 +109,8 @@ async def plan_run(config: Config, archive: Store, manifest: Manifest,
         # Orphaned records are rare (a crash): their episodes' steps are needed then.
         keep = keep_up_to_date or sidecars.pending
         plan, settling = await _plan_batch(config, batch, manifest, archive, owners,
-                                           retry_failed, options, filters, filtering, keep)
+                                           retry_failed, options, filters, filtering, keep,
+                                           listed)
         if rows := settling.rows():
             await asyncio.to_thread(manifest.settle_documents, rows)
         if settling.items and options.states is not None:
@@ -121,6 +124,8 @@ async def plan_run(config: Config, archive: Store, manifest: Manifest,
                 sidecars.drop(step.episode.guid)
                 if not keep_up_to_date:
                     uncounted += 1
+                    if listed is not None:
+                        listed(step)
                     continue
             steps.append(step)
     return Plan(tuple(steps), uncounted), reports
@@ -137,13 +142,13 @@ async def _whole(names: Sequence[str | Path], options: ReadOptions,
 async def _plan_batch(config: Config, entries: Sequence[Entry | Settled], manifest: Manifest,
                       archive: Store, owners: PathOwners, retry_failed: bool,
                       options: ReadOptions, filters: Filters, filtering: bool,
-                      keep: bool) -> tuple[Plan, Settling]:
+                      keep: bool, listed: Callable[[Step], None] | None) -> tuple[Plan, Settling]:
     """One batch's plan, and the documents it settles. Documents read from the cache
     that turn out to need work are read again in full (their light entries replaced
     where they stood) and the batch is planned anew."""
     tentative = owners.overlay()
     plan, settling = _build(config, entries, manifest, archive, tentative, retry_failed,
-                            keep)
+                            keep, listed)
     stale = {s.source for s in plan.steps if s.action is Action.REREAD and s.source}
     if not stale:
         tentative.keep()
@@ -162,19 +167,27 @@ async def _plan_batch(config: Config, entries: Sequence[Entry | Settled], manife
     if filtering:  # read whole then, so never settled
         merged = [*apply_filters(cast(list[Entry], merged), config.filters_for, filters)]
     tentative = owners.overlay()
-    plan, settling = _build(config, merged, manifest, archive, tentative, retry_failed, keep)
+    plan, settling = _build(config, merged, manifest, archive, tentative, retry_failed, keep,
+                            listed)
     tentative.keep()
     return plan, settling
 
 
 def _build(config: Config, entries: Sequence[Entry | Settled], manifest: Manifest,
-           archive: Store, owners: PathOwners, retry_failed: bool,
-           keep: bool) -> tuple[Plan, Settling]:
+           archive: Store, owners: PathOwners, retry_failed: bool, keep: bool,
+           listed: Callable[[Step], None] | None) -> tuple[Plan, Settling]:
     records = manifest.records_for([e.guid for e in entries if isinstance(e, Episode)])
     settling = Settling(entries)
+    counted = settling.counted
+    if listed is not None:
+        def counted(episode: Episode, record: Record) -> None:
+            settling.counted(episode, record)
+            listed(Step(Action.UP_TO_DATE, UP_TO_DATE_REASON, episode, episode.source,
+                        PurePosixPath(record.path or ""), record))
+
     plan = build_plan(entries, records, archive, config.template_for, config.tags,
                       retry_failed=retry_failed, owners=owners, keep_up_to_date=keep,
-                      on_counted=settling.counted)
+                      on_counted=counted)
     return plan, settling
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from typing import Any
 
 from fetcher.errors import SourceError, redact_url, shown_source
@@ -136,14 +138,52 @@ def outcome_json(outcome: Outcome) -> dict[str, Any]:
     }
 
 
-def report_json(report: SyncReport) -> dict[str, Any]:
-    return {
+def report_json(report: SyncReport, *, episodes: bool = True) -> dict[str, Any]:
+    data: dict[str, Any] = {
         "ok": report.ok,
         "interrupted": report.interrupted,
         "counts": {status.value: report.count(status) for status in Status},
-        "episodes": [outcome_json(o) for o in report.outcomes],
-        "sources": [s.as_json() for s in report.sources],
     }
+    if episodes:
+        data["episodes"] = [outcome_json(o) for o in report.outcomes]
+    data["sources"] = [s.as_json() for s in report.sources]
+    return data
+
+
+def compact_json(data: Any) -> str:
+    """JSON on one line, without spaces (cheap for thousands of episodes; pipe to jq)."""
+    # dumps, not dump: dumps uses the C encoder, dump the pure-Python one.
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+class StreamedReport:
+    """``sync --json`` written as the run goes, so that listing a big archive holds no
+    outcome per up-to-date episode: ``episodes`` first, each as it is known, then the
+    report's other keys. One JSON document on one line, as :func:`report_json`'s."""
+
+    def __init__(self, write: Callable[[str], object]):
+        self._write = write
+        self._opened = False
+
+    def episode(self, outcome: Outcome) -> None:
+        head = "," if self._opened else '{"episodes":['
+        self._write(head + compact_json(outcome_json(outcome)))
+        self._opened = True
+
+    def finish(self, report: SyncReport) -> None:
+        for outcome in report.outcomes:
+            self.episode(outcome)
+        head = "]," if self._opened else '{"episodes":[],'
+        self._write(head + compact_json(report_json(report, episodes=False))[1:] + "\n")
+
+    def fail(self, code: int, message: str) -> bool:
+        """End the document with the error, when episodes were written (True then)."""
+        if not self._opened:
+            return False
+        error = {"code": code, "message": message}
+        self._write('],"ok":false,"error":' + compact_json(error) + "}\n")
+        self._opened = False
+        return True
 
 
 def plan_json(plan: Plan) -> dict[str, Any]:

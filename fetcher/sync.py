@@ -24,7 +24,7 @@ from fetcher.filters import NO_FILTERS, Filters, apply_filters
 from fetcher.journal import recover_journals
 from fetcher.model import FeedRecord, ItemKey, SettledItem
 from fetcher.pipeline import Pipeline, static_outcome
-from fetcher.plan import Action, Plan, build_plan
+from fetcher.plan import Action, Plan, Step, build_plan
 from fetcher.planner import plan_run
 from fetcher.sources import ReadOptions, SourceReport, read_sources
 from fetcher.sources.doccache import DocumentCache
@@ -70,11 +70,13 @@ def sync(
     filters: Filters = NO_FILTERS,
     retry_failed: bool = False,
     keep_up_to_date: bool = True,
+    on_up_to_date: Callable[[Outcome], None] | None = None,
 ) -> SyncReport:
     """:func:`run` in a new event loop (for callers that run none)."""
     return run_to_end(run(config, sources=sources, dry_run=dry_run, on_event=on_event,
                           handle_signals=handle_signals, filters=filters,
-                          retry_failed=retry_failed, keep_up_to_date=keep_up_to_date))
+                          retry_failed=retry_failed, keep_up_to_date=keep_up_to_date,
+                          on_up_to_date=on_up_to_date))
 
 
 async def run(
@@ -87,6 +89,7 @@ async def run(
     filters: Filters = NO_FILTERS,
     retry_failed: bool = False,
     keep_up_to_date: bool = True,
+    on_up_to_date: Callable[[Outcome], None] | None = None,
 ) -> SyncReport:
     """Bring the archive up to date with the sources; see the module docstring.
 
@@ -95,7 +98,9 @@ async def run(
     *retry_failed* tries episodes that failed for good now, not on their schedule.
     Without *keep_up_to_date*, episodes already up to date are counted
     (:attr:`SyncReport.up_to_date`) rather than each given an outcome: a cron run over
-    a big archive then holds no object per archived episode.
+    a big archive then holds no object per archived episode. *on_up_to_date* is given
+    each up-to-date episode's outcome as planning finds it, instead of the report (to
+    list every episode without holding them: ``sync --json``).
     ConfigError when a local source does not exist (nothing is created then).
     """
     archive = Archive(config.archive.dir)
@@ -123,10 +128,15 @@ async def run(
             options = read_options(config, ArchiveFeedStates(manifest, hasher,
                                                             str(archive.root)))
             options.documents = document_cache(config, manifest, archive, hasher)
-            options.settled = not keep_up_to_date
+            listed = None
+            if on_up_to_date is not None:
+                keep_up_to_date = False
+                listed = _lister(on_up_to_date, archive.root)
+            # A listing run sees every episode; a counting one may count settled ones.
+            options.settled = not keep_up_to_date and listed is None
             plan, reports = await plan_run(config, archive, manifest, names, options,
                                            filters=filters, retry_failed=retry_failed,
-                                           keep_up_to_date=keep_up_to_date)
+                                           keep_up_to_date=keep_up_to_date, listed=listed)
             options.documents = None  # its rows are not needed again: let them go
             on_event(plan_ready(plan))
             pipeline = Pipeline(config, archive, manifest, on_event)
@@ -143,6 +153,14 @@ async def run(
 
         await run_after_run(config.hooks, report)
     return report
+
+
+def _lister(on_up_to_date: Callable[[Outcome], None], root: Path) -> Callable[[Step], None]:
+    """What the planner calls with each up-to-date step: its outcome to *on_up_to_date*."""
+    def listed(step: Step) -> None:
+        on_up_to_date(static_outcome(step, root))
+
+    return listed
 
 
 def document_cache(config: Config, manifest: Manifest, archive: Archive,

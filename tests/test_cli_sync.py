@@ -16,6 +16,8 @@ from mutagen.id3 import ID3
 from support.corpus import CORPUS_DOCS, PNG_COVER, Corpus
 from support.probe import ffprobe, ffprobe_chapters
 
+import fetcher
+from fetcher import render
 from fetcher.audio import id3v2_size, payload_sha256
 from fetcher.staging import sidecar_path
 from fetcher.store.local import Archive
@@ -86,6 +88,29 @@ def test_second_run_is_a_no_op_without_audio_requests(corpus: Corpus) -> None:
     assert summary["counts"]["up_to_date"] == 5  # type: ignore[index]
     assert corpus.server.log == []
     assert {p: p.stat().st_mtime_ns for p in archived_files(corpus.archive)} == before
+
+
+def test_json_lists_every_episode_as_the_library_reports_them(corpus: Corpus) -> None:
+    """--json writes up-to-date episodes as planning finds them (nothing held per
+    episode): the document is the one the library's full report gives."""
+    config = corpus.config()
+    assert sync_json(config)[0] == 0
+    corpus.edit("ff801bd2-d0a6-4d9d-ae33-c4a56c4c67cf", title="Retitled")
+    result = run("sync", "-c", str(config), "--json")
+    assert result.returncode == 0 and result.stdout.count("\n") == 1, result.stderr
+    streamed = json.loads(result.stdout)
+    assert streamed["counts"]["retagged"] == 1 and streamed["counts"]["up_to_date"] == 4
+    assert streamed["ok"] is True and streamed["interrupted"] is False
+    assert [s["status"] for s in streamed["sources"]] == ["ok"]
+    listed = streamed["episodes"]
+    assert len(listed) == 5 and all(set(e) == SUMMARY_KEYS for e in listed)
+    # The library's report of a run with nothing to do lists the same episodes.
+    report = fetcher.sync(fetcher.load_config(config))
+    expected = [render.outcome_json(o) for o in report.outcomes]
+    by_guid = {e["guid"]: e for e in listed}
+    for entry in expected:
+        assert by_guid[entry["guid"]] | {"status": "up_to_date", "reason": entry["reason"],
+                                         "bytes": entry["bytes"]} == entry
 
 
 def test_metadata_edit_retags_without_download(corpus: Corpus) -> None:
@@ -282,3 +307,17 @@ def test_tag_command_tags_one_file(corpus: Corpus, tmp_path: Path) -> None:
 
 def test_corpus_docs_are_the_real_quirky_ones() -> None:
     assert len(CORPUS_DOCS) == 5
+
+
+def test_a_streamed_json_report_stays_one_json_document_when_the_run_fails() -> None:
+    written: list[str] = []
+    stream = render.StreamedReport(written.append)
+    assert stream.fail(1, "nothing written yet") is False and written == []
+    outcome = fetcher.Outcome(fetcher.Status.UP_TO_DATE, "docs/a.md", reason="archived")
+    stream.episode(outcome)
+    stream.episode(outcome)
+    assert stream.fail(1, "the manifest is damaged") is True
+    document = json.loads("".join(written))
+    assert len(document["episodes"]) == 2
+    assert document["ok"] is False
+    assert document["error"] == {"code": 1, "message": "the manifest is damaged"}
