@@ -50,18 +50,22 @@ def synthetic_feed(items: int) -> bytes:
     return "".join(parts).encode()
 
 
-_PARSE = """
+#: Peak RSS of a child process, in KiB (the benchmark scripts below start with it).
+_PEAK_RSS = """
+def rss_kb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM"):
+            return int(line.split()[1])
+    return 0
+"""
+
+_PARSE = _PEAK_RSS + """
 import sys, time, json, statistics
 from pathlib import Path
 from fetcher.sources.xmlsafe import parse_xml
 from fetcher.sources.rss import read_feed_page
 data = Path(sys.argv[1]).read_bytes()
 runs = int(sys.argv[2])
-def rss_kb():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM"):
-            return int(line.split()[1])
-    return 0
 before = rss_kb()
 times = []
 for _ in range(runs):
@@ -94,7 +98,7 @@ for entry in read(parse_xml(old).root, keys).entries:
 print(json.dumps(known))
 """
 
-_REREAD = """
+_REREAD = _PEAK_RSS + """
 import sys, time, json, statistics
 from pathlib import Path
 from fetcher.sources.feeditems import FeedLedger, salt
@@ -104,11 +108,6 @@ known = {k: tuple(v) for k, v in json.loads(Path(sys.argv[3]).read_text()).items
 runs = int(sys.argv[4])
 def read(parsed, keys):
     return read_feed_page(parsed, source="bench", base_url="https://e.com/", item_keys=keys)
-def rss_kb():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM"):
-            return int(line.split()[1])
-    return 0
 before = rss_kb()
 times = []
 for _ in range(runs):
