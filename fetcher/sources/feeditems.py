@@ -84,6 +84,7 @@ def salt(*parts: str) -> bytes:
 
 
 def item_keys(body: bytes, spans: Sequence[tuple[int, int]], key: bytes) -> list[str]:
+    """A hash of each item's bytes, keyed by *key* (see :func:`salt`)."""
     view = memoryview(body)
     keyed = hashlib.blake2b(key=key, digest_size=16)
     keys = []
