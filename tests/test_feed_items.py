@@ -329,3 +329,22 @@ def test_a_feed_read_in_recovery_mode_is_never_settled(tmp_path: Path) -> None:
     assert kind == "rss" and page is not None
     episodes = [e for e in page.entries if isinstance(e, fetcher.Episode)]
     assert episodes and not page.keyed and all(e.item is None for e in episodes)
+
+
+def test_a_feed_file_is_read_without_its_settled_items_too(
+        server: TestServer, tmp_path: Path, reads: list[str]) -> None:
+    show = Show(server, tmp_path, items=3)
+    feed = tmp_path / "show.rss"
+    feed.write_bytes(rss("\n".join(show.items.values())))
+    config = show.config()
+    config = dataclasses.replace(config, sources=dataclasses.replace(
+        config.sources, paths=(str(feed),)))
+    assert counts(fetcher.sync(config)) == {"downloaded": 3}
+    assert counts(fetcher.sync(config, keep_up_to_date=False)) == {"up_to_date": 3}
+    show.add("ep-new")
+    feed.write_bytes(rss("\n".join(show.items.values())))
+    reads.clear()
+    report = fetcher.sync(config, keep_up_to_date=False)
+    assert counts(report) == {"downloaded": 1, "up_to_date": 3}
+    assert reads == ["Episode ep-new"]
+    assert report.sources[0].episodes == 4

@@ -227,6 +227,8 @@ def test_new_feed_url_switches_only_to_a_working_feed(
     code, summary = sync_json(config(tmp_path, server.url("/old.xml")))
     assert summary["sources"][0]["status"] == "moved"
     assert [e["guid"] for e in summary["episodes"]] == ["new-1"]
+    # The episodes stay the configured feed's (the manifest keeps the move).
+    assert [e["source"] for e in summary["episodes"]] == [server.url("/old.xml")]
 
     itself = f"<itunes:new-feed-url>{server.url('/self.xml')}</itunes:new-feed-url>"
     server.add("/self.xml", body=rss(item("self-1", server.url("/audio/1.mp3")),

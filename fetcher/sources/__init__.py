@@ -28,7 +28,8 @@ from fetcher.model import Entry, Episode, Settled, Skipped
 from fetcher.settings import DownloadSettings, FeedSettings
 from fetcher.sources import documents
 from fetcher.sources.doccache import DocumentCache
-from fetcher.sources.feeds import FeedReader, FeedStates, SourceReport, parse_feed, read_page
+from fetcher.sources.feeditems import FeedLedger
+from fetcher.sources.feeds import FeedReader, FeedStates, SourceReport, read_body
 from fetcher.sources.formats import HEAD_BYTES, choose_format, describe
 from fetcher.sources.local import (
     DOCUMENT_SUFFIXES,
@@ -152,25 +153,35 @@ class _Reading:
                              name: str) -> tuple[Sequence[Entry | Settled], list[SourceReport]]:
         report = SourceReport(name, "feed")
         limit = self.options.feeds.max_feed_bytes
+        states = self.options.states
+        # A feed file is read every run: its settled items are left out, as a fetched
+        # feed's are (see fetcher.sources.feeditems).
+        ledger = (FeedLedger(*states.settled_items(name))
+                  if self.options.settled and states is not None else None)
         try:
-            kind, root, _ = parse_feed(name, await asyncio.to_thread(_read_limited, path, limit))
+            body = await asyncio.to_thread(_read_limited, path, limit)
+            _, root, page = read_body(
+                name, body, base_url="", trust="own", media=self.options.feeds.media,
+                show_slug=self.options.show_slugs.get(name),
+                fingerprint=self.options.fingerprint(name), ledger=ledger)
         except (OSError, SourceError) as exc:
             error = exc if isinstance(exc, SourceError) else SourceError(
                 path, f"cannot read: {exc.strerror or exc}")
             report.status, report.error = "error", error.reason
             return [error], [report]
-        if kind == "opml":
+        if page is None:
             # Every feed the list names is a URL: read by the feed reader.
+            assert root is not None
             entries, reports = await (await self.feeds()).read_opml_list(root, report)
             report.episodes = sum(isinstance(e, Episode) for e in entries)
             return entries, [report, *reports]
-        page = read_page(kind, root, source=name, base_url="", trust="own",
-                         show_slug=self.options.show_slugs.get(name),
-                         media=self.options.feeds.media)
+        if ledger is not None and states is not None and (stale := ledger.stale()):
+            states.forget_items(name, stale)
         for warning in page.warnings:
             log.warning("%s: %s", path, warning)
-        report.episodes = sum(isinstance(e, Episode) for e in page.entries)
-        return list(page.entries), [report]
+        report.episodes = len(page.settled) + sum(isinstance(e, Episode) for e in page.entries)
+        settled = [Settled(name, tuple(page.settled))] if page.settled else []
+        return [*settled, *page.entries], [report]
 
 
 def _documents_report(name: str, entries: list[Entry]) -> SourceReport:

@@ -189,30 +189,12 @@ class FeedReader:
             self.states.forget_items(url, stale)
 
     def _read_body(self, url: str, body: bytes, base: str, trust: str,
-                   ledger: FeedLedger | None
+                   ledger: FeedLedger | None, shown: str | None = None
                    ) -> tuple[XMLKind, etree._Element | None, FeedPage | None]:
-        """The kind of a fetched page, and its root (OPML) or the page read (a feed):
-        without its settled items when *ledger* has some (see :mod:`.feeditems`)."""
-        slug = self.show_slugs.get(url)
-
-        def read(root: etree._Element, keys: Sequence[str] | None) -> FeedPage:
-            return read_feed_page(root, source=url, base_url=base, show_slug=slug,
-                                  trust=trust, media=self.settings.media, item_keys=keys)
-
-        keys = None
-        if ledger is not None:
-            page, keys = ledger.read_page(body, salt(url, base, trust, self.settings.media,
-                                                     slug or "", self.fingerprint(url)), read)
-            if page is not None:
-                return "rss", None, page
-        kind, root, recovered = parse_feed(url, body)
-        if kind == "opml":
-            return kind, root, None
-        if kind == "rss":
-            # What recovery made of a broken feed is not what its bytes say: no keys.
-            return kind, None, read(root, None if recovered else keys)
-        return kind, None, read_page(kind, root, source=url, base_url=base, show_slug=slug,
-                                     trust=trust, media=self.settings.media)
+        """:func:`read_body` for the feed *url* as configured, fetched from *shown*."""
+        return read_body(url, body, base_url=base, trust=trust, media=self.settings.media,
+                         show_slug=self.show_slugs.get(url), fingerprint=self.fingerprint(url),
+                         ledger=ledger, shown=shown)
 
     async def _new_feed_url(self, url: str, target: str, page: FeedPage, trust: str,
                             ledger: FeedLedger | None
@@ -226,8 +208,8 @@ class FeedReader:
             if response.status != 200:
                 return None
             new_trust = await _trust(response.final_url)
-            _, _, new_page = self._read_body(new, response.body, response.final_url,
-                                             new_trust, ledger)
+            _, _, new_page = self._read_body(url, response.body, response.final_url,
+                                             new_trust, ledger, shown=new)
         except FetcherError as error:
             log.warning("%s: itunes:new-feed-url %s does not work (%s); staying",
                         redact_url(url), redact_url(new), error)
@@ -260,7 +242,7 @@ class FeedReader:
                     url, page_url, max_bytes=self.settings.max_feed_bytes, trust=trust,
                     headers={"Accept": FEED_ACCEPT})
                 _, _, page = self._read_body(url, response.body, response.final_url, trust,
-                                             ledger)
+                                             ledger, shown=page_url)
             except FetcherError as error:
                 entries.append(SourceError(page_url, f"feed page: {_reason(error)}"))
                 continue
@@ -286,6 +268,34 @@ class FeedReader:
     def _save(self, record: FeedRecord) -> None:
         if self.states is not None:
             self.states.save_feed(record)
+
+
+def read_body(source: str, body: bytes, *, base_url: str, trust: str, media: str,
+              show_slug: str | None, fingerprint: str, ledger: FeedLedger | None,
+              shown: str | None = None
+              ) -> tuple[XMLKind, etree._Element | None, FeedPage | None]:
+    """The kind of a feed's bytes, and its root (OPML) or its page read (a feed): without
+    its settled items when *ledger* has some (see :mod:`.feeditems`). *source* is the
+    feed as configured, *shown* what errors name (default: *source*)."""
+
+    def read(root: etree._Element, keys: Sequence[str] | None) -> FeedPage:
+        return read_feed_page(root, source=source, base_url=base_url, show_slug=show_slug,
+                              trust=trust, media=media, item_keys=keys)
+
+    keys = None
+    if ledger is not None:
+        key = salt(source, base_url, trust, media, show_slug or "", fingerprint)
+        page, keys = ledger.read_page(body, key, read)
+        if page is not None:
+            return "rss", None, page
+    kind, root, recovered = parse_feed(shown or source, body)
+    if kind == "opml":
+        return kind, root, None
+    if kind == "rss":
+        # What recovery made of a broken feed is not what its bytes say: no keys.
+        return kind, None, read(root, None if recovered else keys)
+    return kind, None, read_page(kind, root, source=source, base_url=base_url,
+                                 show_slug=show_slug, trust=trust, media=media)
 
 
 def parse_feed(source: str, body: bytes) -> tuple[XMLKind, etree._Element, bool]:
