@@ -32,8 +32,10 @@ class Show:
     """A feed served on the loopback server by a host that ignores conditional
     requests (every run gets the whole feed), its items editable between runs."""
 
-    def __init__(self, server: TestServer, tmp_path: Path, items: int = 5):
+    def __init__(self, server: TestServer, tmp_path: Path, items: int = 5,
+                 conditional: bool = False):
         self.server = server
+        self.conditional = conditional
         self.tmp_path = tmp_path
         self.items: dict[str, str] = {}
         #: Items of a second page (RFC 5005 ``next``), when there are any.
@@ -60,7 +62,8 @@ class Show:
                             content_type="application/rss+xml")
             channel += f'<atom:link rel="next" href="{self.server.url("/page2.xml")}"/>'
         body = rss("\n".join(self.items.values()), title=self.title, channel=channel)
-        self.server.add("/feed.xml", body=body, content_type="application/rss+xml")
+        self.server.add("/feed.xml", body=body, content_type="application/rss+xml",
+                        conditional=self.conditional)
 
     @property
     def url(self) -> str:
@@ -211,6 +214,32 @@ def test_a_paged_feed_settles_page_by_page_and_a_guid_repeated_across_pages_is_r
 def decided(report: fetcher.SyncReport) -> list[tuple[str, str]]:
     return sorted((o.episode.guid, o.status.value) for o in report.outcomes
                   if o.episode and o.status is not UP_TO_DATE)
+
+
+def test_an_unchanged_feed_counts_its_settled_items_and_notices_a_lost_file(
+        server: TestServer, tmp_path: Path, reads: list[str]) -> None:
+    show = Show(server, tmp_path, items=3, conditional=True)
+    show.publish()
+    config = show.config()
+    assert counts(fetcher.sync(config)) == {"downloaded": 3}
+    show.add("ep-new")  # the feed changes: the next counting run reads it and settles
+    show.publish()
+    assert counts(fetcher.sync(config, keep_up_to_date=False)) == {
+        "downloaded": 1, "up_to_date": 3}
+    server.reset_stats()
+    reads.clear()
+    report = fetcher.sync(config, keep_up_to_date=False)  # 304: one small request
+    assert [(e.path, e.status) for e in server.log] == [("/feed.xml", 304)]
+    assert counts(report) == {"up_to_date": 3} and reads == []
+    assert report.sources[0].status == "not_modified" and report.sources[0].episodes == 3
+    lost = next((tmp_path / "archive").rglob("*ep-1*.mp3"))
+    lost.unlink()
+    server.reset_stats()
+    report = fetcher.sync(config, keep_up_to_date=False)
+    assert counts(report) == {"downloaded": 1, "up_to_date": 3}
+    assert [(e.path, e.status) for e in server.log] == [
+        ("/feed.xml", 304), ("/feed.xml", 200), ("/audio/ep-1.mp3", 200)]
+    assert lost.exists()
 
 
 def test_a_listing_run_reads_every_item_and_a_manifest_change_unsettles(

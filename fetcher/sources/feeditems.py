@@ -11,7 +11,9 @@ and size. Any change to the episode's manifest row forgets it (a trigger).
 The next read of the feed finds every item in the bytes (:func:`item_spans`), cuts out
 the remembered ones whose archived file still has its size, and parses what is left:
 the channel and the new or changed items, read as usual. The items cut out are counted
-up to date, with nothing parsed, built or planned.
+up to date, with nothing parsed, built or planned. When the server says the feed has
+not changed (304), its remembered items are counted the same way once their files are
+checked; a file that is missing or changed has the feed fetched again, in full.
 
 What is cut out must mean what it meant when it was remembered. The page is read whole,
 as if nothing were remembered, unless:
@@ -137,6 +139,13 @@ class FeedLedger:
         self.used.update(keys)
         settled = [i for i, k in enumerate(keys) if self._intact(k)] if self.known else []
         return Prepared(spans, keys, settled)
+
+    def intact(self) -> bool:
+        """Every remembered item's file still has its size (an unchanged feed)."""
+        return all(self._intact(key) for key in self.known)
+
+    def guids(self) -> tuple[str, ...]:
+        return tuple(row[1] for row in self.known.values())
 
     def _intact(self, key: str) -> bool:
         row = self.known.get(key)

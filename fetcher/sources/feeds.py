@@ -1,7 +1,8 @@
 """Fetching feeds politely and correctly.
 
 - conditional GET: the ETag and Last-Modified of each feed are kept (in the manifest)
-  and sent; a 304 costs one small request and no parse;
+  and sent; a 304 costs one small request and no parse (a counting run checks the
+  files of the feed's settled items, see :mod:`.feeditems`);
 - 301/308 update the stored feed URL (reported as ``moved``), 302/307 do not; 410
   marks the feed gone (reported, not asked again for 30 days); ``itunes:new-feed-url``
   switches only after the new URL parses as a feed (a feed naming itself is no move);
@@ -120,7 +121,17 @@ class FeedReader:
         new = record or FeedRecord(url)
         if response.status == 304:
             report.status = "not_modified"
-            return [], []
+            if not settle or self.states is None:
+                return [], []
+            # Unchanged: its settled items are counted once their files are checked; a
+            # file that is missing or changed has the feed read again, in full.
+            ledger = self._ledger(url)
+            if ledger is None or ledger.intact():
+                guids = ledger.guids() if ledger is not None else ()
+                return ([Settled(url, guids)] if guids else []), []
+            log.info("%s: an archived episode's file changed; the feed is read again",
+                     redact_url(url))
+            return await self._read(url, report, settle=settle, conditional=False)
         if response.status == 410:
             report.status = "gone"
             self._save(replace(new, status="gone", gone_at=_now()))
