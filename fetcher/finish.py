@@ -29,7 +29,7 @@ from fetcher.extras import Chapters, SideFile, fetch_transcripts
 from fetcher.failpoints import failpoint
 from fetcher.images import Images
 from fetcher.model import Episode
-from fetcher.plan import Step
+from fetcher.plan import ItemRow, Step, settled_item
 from fetcher.staging import (
     Downloaded,
     discard_partial,
@@ -62,11 +62,14 @@ async def uninterrupted(work: Coroutine[Any, Any, Outcome]) -> Outcome:
 
 class Finisher:
     def __init__(self, config: Config, archive: Store, manifest: Manifest,
-                 on_event: EventSink):
+                 on_event: EventSink,
+                 settle_items: Callable[[list[ItemRow]], None] | None = None):
         self.config = config
         self.archive = archive
         self.manifest = manifest
         self.on_event = on_event
+        #: Where the feed items archived as their feed says are remembered as settled.
+        self._settle_items = settle_items
         self._downloader: Downloader | None = None
         self._images = Images(config.tags)
         self._chapters = Chapters(archive.journal_dir.parent / "chapters")
@@ -183,6 +186,7 @@ class Finisher:
         await asyncio.to_thread(
             self._save_and_forget,
             forget,
+            episode,
             Record(
                 guid=episode.guid,
                 show_slug=episode.show_slug,
@@ -211,11 +215,26 @@ class Finisher:
         )
         return stat
 
-    def _save_and_forget(self, forget: Path | None, record: Record) -> None:
+    def _save_and_forget(self, forget: Path | None, episode: Episode, record: Record) -> None:
         self.manifest.save(record)
         failpoint("recorded")
         if forget is not None:
             forget.unlink(missing_ok=True)
+        self._settle(episode, record)
+
+    def _save_and_settle(self, episode: Episode, record: Record) -> None:
+        self.manifest.save(record)
+        self._settle(episode, record)
+
+    def _settle(self, episode: Episode, record: Record) -> None:
+        """Settle the feed item of an episode just archived (after its manifest row,
+        whose write unsettles it): the next run counts it from its file's size, even
+        when its feed answers 304. Not while the tag waits for its cover."""
+        if self._settle_items is None or record.tag_hash != tag_fingerprint(
+                episode, self.config.tags):
+            return
+        if (row := settled_item(episode, record)) is not None:
+            self._settle_items([row])
 
     async def _finish_retag(
         self, step: Step, episode: Episode, target: Path, duration: int | None
@@ -254,7 +273,7 @@ class Finisher:
             files=_files_json(files),
             feed=redact_url(episode.feed_url) if episode.feed_url else step.record.feed,
         )
-        await asyncio.to_thread(self.manifest.save, record)
+        await asyncio.to_thread(self._save_and_settle, episode, record)
         return Outcome(Status.RETAGGED, episode.source, episode, target, stat.st_size,
                        transcripts=_transcripts(files))
 

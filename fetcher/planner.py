@@ -21,8 +21,16 @@ from typing import cast
 
 from fetcher.config import Config
 from fetcher.filters import Filters, apply_filters
-from fetcher.model import Episode, ItemKey, Settled
-from fetcher.plan import UP_TO_DATE_REASON, Action, Plan, Step, build_plan
+from fetcher.model import Episode, Settled
+from fetcher.plan import (
+    UP_TO_DATE_REASON,
+    Action,
+    ItemRow,
+    Plan,
+    Step,
+    build_plan,
+    settled_item,
+)
 from fetcher.sources import Entry, ReadOptions, SourceReport, read_sources, stream_sources
 from fetcher.sources.doccache import settled_json
 from fetcher.store import Store
@@ -207,18 +215,15 @@ class Settling:
             elif not isinstance(entry, Settled):
                 self._spoilt.add(entry.source)
         self._found: dict[str, list[tuple[str, str, int]]] = {}
-        self.items: list[tuple[str, ItemKey, str, str, int]] = []
+        self.items: list[ItemRow] = []
 
     def counted(self, episode: Episode, record: Record) -> None:
-        if record.path is None or record.file_bytes is None or (
-                episode.transcripts and "failed_at" in record.files):
-            self._spoilt.add(episode.source)
-            return
         if episode.item is not None:
-            self.items.append((episode.source, episode.item, episode.guid, record.path,
-                               record.file_bytes))
+            if (row := settled_item(episode, record)) is not None:
+                self.items.append(row)
             return
-        if episode.digest is None:
+        if episode.digest is None or record.path is None or record.file_bytes is None or (
+                episode.transcripts and "failed_at" in record.files):
             self._spoilt.add(episode.source)
             return
         self._found.setdefault(episode.source, []).append(

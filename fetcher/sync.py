@@ -125,8 +125,8 @@ async def run(
             if keyed is not None and manifest.seal_urls(keyed):
                 log.info("the manifest no longer holds full audio URLs (tokens redacted)")
             hasher = keyed or url_digest
-            options = read_options(config, ArchiveFeedStates(manifest, hasher,
-                                                            str(archive.root)))
+            states = ArchiveFeedStates(manifest, hasher, str(archive.root))
+            options = read_options(config, states)
             options.documents = document_cache(config, manifest, archive, hasher)
             listed = None
             if on_up_to_date is not None:
@@ -139,7 +139,8 @@ async def run(
                                            keep_up_to_date=keep_up_to_date, listed=listed)
             options.documents = None  # its rows are not needed again: let them go
             on_event(plan_ready(plan))
-            pipeline = Pipeline(config, archive, manifest, on_event)
+            pipeline = Pipeline(config, archive, manifest, on_event,
+                                settle_items=states.settle_items)
             outcomes, interrupted = await pipeline.run(plan, handle_signals)
             manifest.mark_feeds_incomplete(
                 {hasher(o.episode.feed_url) for o in outcomes

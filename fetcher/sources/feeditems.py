@@ -4,7 +4,8 @@ A feed is read again whenever it changed, or every run when its server ignores
 conditional requests, and a long-running show's feed holds thousands of items of which
 one is new. Each item is known by a hash of its bytes, keyed by what it is read with
 (the feed, the address it came from, its trust, the settings, fetcher's version). When
-the plan finds an item's episode up to date, the manifest remembers the item (schema 5):
+a run archives an item's episode as the item says, or the plan finds it up to date, the
+manifest remembers the item (schema 5):
 its hash, the hash of its channel (:attr:`FeedPage.context`), its guid, archived file
 and size. Any change to the episode's manifest row forgets it (a trigger).
 
