@@ -8,7 +8,7 @@ import json
 import shutil
 import sqlite3
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from support.feeds import FEEDS, item, rss
@@ -16,10 +16,9 @@ from support.httpserver import TestServer
 from support.mp3factory import mp3_bytes
 
 import fetcher
-from fetcher.settings import FeedSettings
 from fetcher.sources import feeditems
 from fetcher.sources import rss as rss_module
-from fetcher.sources.feeds import FeedReader
+from fetcher.sources.feeds import read_body
 from fetcher.sources.formats import xml_kind
 from fetcher.sources.xmlsafe import NotXML, parse_xml
 
@@ -236,6 +235,23 @@ def test_an_unchanged_feed_counts_its_settled_items_and_notices_a_lost_file(
     assert [(e.path, e.status) for e in server.log] == [
         ("/feed.xml", 304), ("/feed.xml", 200), ("/audio/ep-1.mp3", 200)]
     assert lost.exists()
+    # A listing run (sync --json) checks the settled items' files behind a 304 too.
+    lost.unlink()
+    server.reset_stats()
+    report = fetcher.sync(config)
+    assert counts(report) == {"downloaded": 1, "up_to_date": 2}
+    assert lost.exists()
+
+
+def test_a_listing_run_settles_what_it_archives(server: TestServer, tmp_path: Path) -> None:
+    show = Show(server, tmp_path, items=3, conditional=True)
+    show.publish()
+    config = show.config()
+    assert counts(fetcher.sync(config)) == {"downloaded": 3}  # lists every episode
+    assert [guid for guid, _ in show.settled_rows()] == ["ep-0", "ep-1", "ep-2"]
+    server.reset_stats()
+    assert counts(fetcher.sync(config, keep_up_to_date=False)) == {"up_to_date": 3}
+    assert [(e.path, e.status) for e in server.log] == [("/feed.xml", 304)]
 
 
 def test_a_listing_run_reads_every_item_and_a_manifest_change_unsettles(
@@ -347,10 +363,10 @@ def test_every_shared_feed_read_without_half_its_items_gives_the_other_half_unch
 
 def test_a_feed_read_in_recovery_mode_is_never_settled(tmp_path: Path) -> None:
     body = (FEEDS / "wgbh-nova-MALFORMED-bare-ampersand.xml").read_bytes()
-    reader = FeedReader(cast(Any, None), FeedSettings(media="any"))  # its items are video
     ledger = feeditems.FeedLedger({}, str(tmp_path))
-    kind, _, page = reader._read_body("https://e.com/f.xml", body, "https://e.com/f.xml",
-                                      "remote", ledger)
+    kind, _, page = read_body("https://e.com/f.xml", body, base_url="https://e.com/f.xml",
+                              trust="remote", media="any",  # its items are video
+                              show_slug=None, fingerprint="", ledger=ledger)
     assert kind == "rss" and page is not None
     episodes = [e for e in page.entries if isinstance(e, fetcher.Episode)]
     assert episodes and not page.keyed and all(e.item is None for e in episodes)

@@ -155,15 +155,15 @@ class _Reading:
         limit = self.options.feeds.max_feed_bytes
         states = self.options.states
         # A feed file is read every run: its settled items are left out, as a fetched
-        # feed's are (see fetcher.sources.feeditems).
-        ledger = (FeedLedger(*states.settled_items(name))
-                  if self.options.settled and states is not None else None)
+        # feed's are (see fetcher.sources.feeditems), unless every episode is listed.
+        ledger = FeedLedger(*states.settled_items(name)) if states is not None else None
         try:
             body = await asyncio.to_thread(_read_limited, path, limit)
             _, root, page = read_body(
                 name, body, base_url="", trust="own", media=self.options.feeds.media,
                 show_slug=self.options.show_slugs.get(name),
-                fingerprint=self.options.fingerprint(name), ledger=ledger)
+                fingerprint=self.options.fingerprint(name), ledger=ledger,
+                cut=self.options.settled)
         except (OSError, SourceError) as exc:
             error = exc if isinstance(exc, SourceError) else SourceError(
                 path, f"cannot read: {exc.strerror or exc}")

@@ -4,17 +4,19 @@ A feed is read again whenever it changed, or every run when its server ignores
 conditional requests, and a long-running show's feed holds thousands of items of which
 one is new. Each item is known by a hash of its bytes, keyed by what it is read with
 (the feed, the address it came from, its trust, the settings, fetcher's version). When
-a run archives an item's episode as the item says, or the plan finds it up to date, the
-manifest remembers the item (schema 5):
-its hash, the hash of its channel (:attr:`FeedPage.context`), its guid, archived file
-and size. Any change to the episode's manifest row forgets it (a trigger).
+a run archives an item's episode as the item says, or a counting run finds it up to
+date, the manifest remembers the item (schema 5): its hash, the hash of its channel
+(:attr:`FeedPage.context`), its guid, archived file and size. Any change to the
+episode's manifest row forgets it (a trigger).
 
 The next read of the feed finds every item in the bytes (:func:`item_spans`), cuts out
 the remembered ones whose archived file still has its size, and parses what is left:
 the channel and the new or changed items, read as usual. The items cut out are counted
-up to date, with nothing parsed, built or planned. When the server says the feed has
-not changed (304), its remembered items are counted the same way once their files are
-checked; a file that is missing or changed has the feed fetched again, in full.
+up to date, with nothing parsed, built or planned. A run that lists every episode
+(``sync --json``) reads every item, keyed so that what it archives settles. When the
+server says the feed has not changed (304), the remembered items' files are checked
+(and, in a counting run, the items counted); a file that is missing or changed has the
+feed fetched again, in full.
 
 What is cut out must mean what it meant when it was remembered. The page is read whole,
 as if nothing were remembered, unless:
@@ -132,13 +134,14 @@ class FeedLedger:
     #: Items that must be forgotten: repeated guids (see the module docstring).
     spoilt: set[str] = field(default_factory=set)
 
-    def prepare(self, body: bytes, key: bytes) -> Prepared | None:
+    def prepare(self, body: bytes, key: bytes, *, cut: bool = True) -> Prepared | None:
         spans = item_spans(body)
         if spans is None:
             return None
         keys = item_keys(body, spans, key)
         self.used.update(keys)
-        settled = [i for i, k in enumerate(keys) if self._intact(k)] if self.known else []
+        settled = ([i for i, k in enumerate(keys) if self._intact(k)]
+                   if cut and self.known else [])
         return Prepared(spans, keys, settled)
 
     def intact(self) -> bool:
@@ -158,12 +161,12 @@ class FeedLedger:
         except (OSError, ValueError):
             return False
 
-    def read_page(self, body: bytes, key: bytes,
-                  read: PageReader) -> tuple[FeedPage | None, list[str] | None]:
+    def read_page(self, body: bytes, key: bytes, read: PageReader, *,
+                  cut: bool = True) -> tuple[FeedPage | None, list[str] | None]:
         """The page read without its settled items; or None and the keys of its items
-        (None when they cannot be trusted), for reading it whole. *key*: the
-        :func:`salt` for this page."""
-        prepared = self.prepare(body, key)
+        (None when they cannot be trusted), for reading it whole (always, without
+        *cut*: a run that lists every episode). *key*: the :func:`salt` for this page."""
+        prepared = self.prepare(body, key, cut=cut)
         if prepared is None:
             return None, None
         if prepared.settled:

@@ -121,13 +121,12 @@ class FeedReader:
         new = record or FeedRecord(url)
         if response.status == 304:
             report.status = "not_modified"
-            if not settle or self.states is None:
-                return [], []
-            # Unchanged: its settled items are counted once their files are checked; a
-            # file that is missing or changed has the feed read again, in full.
+            # Unchanged: the files of its settled items are checked (and, in a counting
+            # run, the items counted); one that is missing or changed has the feed read
+            # again, in full.
             ledger = self._ledger(url)
             if ledger is None or ledger.intact():
-                guids = ledger.guids() if ledger is not None else ()
+                guids = ledger.guids() if ledger is not None and settle else ()
                 return ([Settled(url, guids)] if guids else []), []
             log.info("%s: an archived episode's file changed; the feed is read again",
                      redact_url(url))
@@ -139,22 +138,22 @@ class FeedReader:
                         redact_url(url), GONE_RETRY.days)
             return [], []
         moved_to = _permanent_target(target, response)
-        ledger = self._ledger(url) if settle else None
+        ledger = self._ledger(url)
         trust = await _trust(response.final_url)
         _, root, page = self._read_body(url, response.body, response.final_url, trust,
-                                        ledger)
+                                        ledger, cut=settle)
         if page is None:
             assert root is not None
             return await self.read_opml_list(root, report)
         entries: list[Entry] = list(page.entries)
         settled = list(page.settled)
-        switched = await self._new_feed_url(url, target, page, trust, ledger)
+        switched = await self._new_feed_url(url, target, page, trust, ledger, settle)
         if switched is not None:
             moved_to, page, entries, trust = switched
             settled = list(page.settled)
         entries += await self._follow_pages(url, page, trust,
                                             {url, target, response.final_url}, ledger,
-                                            settled)
+                                            settled, settle)
         if ledger is not None:
             if ledger.clashes(entries, settled):  # a guid repeated across pages: rare
                 self._forget(url, ledger)
@@ -200,15 +199,15 @@ class FeedReader:
             self.states.forget_items(url, stale)
 
     def _read_body(self, url: str, body: bytes, base: str, trust: str,
-                   ledger: FeedLedger | None, shown: str | None = None
+                   ledger: FeedLedger | None, *, cut: bool, shown: str | None = None
                    ) -> tuple[XMLKind, etree._Element | None, FeedPage | None]:
         """:func:`read_body` for the feed *url* as configured, fetched from *shown*."""
         return read_body(url, body, base_url=base, trust=trust, media=self.settings.media,
                          show_slug=self.show_slugs.get(url), fingerprint=self.fingerprint(url),
-                         ledger=ledger, shown=shown)
+                         ledger=ledger, cut=cut, shown=shown)
 
     async def _new_feed_url(self, url: str, target: str, page: FeedPage, trust: str,
-                            ledger: FeedLedger | None
+                            ledger: FeedLedger | None, cut: bool
                             ) -> tuple[str, FeedPage, list[Entry], str] | None:
         """Switch to ``itunes:new-feed-url`` when it parses as a feed with a channel."""
         new = page.new_feed_url
@@ -220,7 +219,7 @@ class FeedReader:
                 return None
             new_trust = await _trust(response.final_url)
             _, _, new_page = self._read_body(url, response.body, response.final_url,
-                                             new_trust, ledger, shown=new)
+                                             new_trust, ledger, cut=cut, shown=new)
         except FetcherError as error:
             log.warning("%s: itunes:new-feed-url %s does not work (%s); staying",
                         redact_url(url), redact_url(new), error)
@@ -232,7 +231,8 @@ class FeedReader:
         return new, new_page, list(new_page.entries), new_trust
 
     async def _follow_pages(self, url: str, first: FeedPage, trust: str, seen: set[str],
-                            ledger: FeedLedger | None, settled: list[str]) -> list[Entry]:
+                            ledger: FeedLedger | None, settled: list[str],
+                            cut: bool) -> list[Entry]:
         """Every further page of a paged or archived feed, each once (*seen*: the
         addresses of the first page); guids of settled items are added to *settled*."""
         entries: list[Entry] = []
@@ -253,7 +253,7 @@ class FeedReader:
                     url, page_url, max_bytes=self.settings.max_feed_bytes, trust=trust,
                     headers={"Accept": FEED_ACCEPT})
                 _, _, page = self._read_body(url, response.body, response.final_url, trust,
-                                             ledger, shown=page_url)
+                                             ledger, cut=cut, shown=page_url)
             except FetcherError as error:
                 entries.append(SourceError(page_url, f"feed page: {_reason(error)}"))
                 continue
@@ -283,11 +283,12 @@ class FeedReader:
 
 def read_body(source: str, body: bytes, *, base_url: str, trust: str, media: str,
               show_slug: str | None, fingerprint: str, ledger: FeedLedger | None,
-              shown: str | None = None
+              cut: bool = True, shown: str | None = None
               ) -> tuple[XMLKind, etree._Element | None, FeedPage | None]:
-    """The kind of a feed's bytes, and its root (OPML) or its page read (a feed): without
-    its settled items when *ledger* has some (see :mod:`.feeditems`). *source* is the
-    feed as configured, *shown* what errors name (default: *source*)."""
+    """The kind of a feed's bytes, and its root (OPML) or its page read (a feed): with
+    a *ledger*, its items keyed so that they can settle, and without its settled items
+    if *cut* (see :mod:`.feeditems`). *source* is the feed as configured, *shown* what
+    errors name (default: *source*)."""
 
     def read(root: etree._Element, keys: Sequence[str] | None) -> FeedPage:
         return read_feed_page(root, source=source, base_url=base_url, show_slug=show_slug,
@@ -296,7 +297,7 @@ def read_body(source: str, body: bytes, *, base_url: str, trust: str, media: str
     keys = None
     if ledger is not None:
         key = salt(source, base_url, trust, media, show_slug or "", fingerprint)
-        page, keys = ledger.read_page(body, key, read)
+        page, keys = ledger.read_page(body, key, read, cut=cut)
         if page is not None:
             return "rss", None, page
     kind, root, recovered = parse_feed(shown or source, body)
