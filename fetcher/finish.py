@@ -28,8 +28,8 @@ from fetcher.events import EventSink, Outcome, Status
 from fetcher.extras import Chapters, SideFile, fetch_transcripts
 from fetcher.failpoints import failpoint
 from fetcher.images import Images
-from fetcher.model import Episode
-from fetcher.plan import ItemRow, Step, settled_item
+from fetcher.model import Episode, ItemRow
+from fetcher.plan import Step, settled_item
 from fetcher.staging import (
     Downloaded,
     discard_partial,

@@ -76,6 +76,8 @@ class ItemKey:
 
 #: A settled feed item as the manifest keeps it: context, guid, archived path, size.
 SettledItem = tuple[str, str, str, int]
+#: A feed item to settle: feed (as configured), item key, guid, archived path, size.
+ItemRow = tuple[str, ItemKey, str, str, int]
 
 
 @dataclass(frozen=True, slots=True)

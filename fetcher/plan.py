@@ -17,7 +17,7 @@ from typing import Protocol
 
 from fetcher.errors import SourceError, redact_url
 from fetcher.extras import missing_transcripts
-from fetcher.model import Episode, ItemKey, Settled, Skipped
+from fetcher.model import Episode, ItemRow, Settled, Skipped
 from fetcher.settings import TagSettings
 from fetcher.store import Store
 from fetcher.store.layout import render_path, with_suffix_for
@@ -75,10 +75,6 @@ COUNTED = Step(Action.UP_TO_DATE, UP_TO_DATE_REASON)
 
 #: Told of each up-to-date episode that is only counted, with its record.
 Counted = Callable[[Episode, Record], None]
-#: A settled feed item, for the manifest: feed, item key, guid, archived path, size.
-ItemRow = tuple[str, ItemKey, str, str, int]
-
-
 def settled_item(episode: Episode, record: Record) -> ItemRow | None:
     """The row that settles *episode*'s feed item (see :mod:`fetcher.sources.feeditems`)
     once *record* holds it up to date; None when it is not read from a feed item, or

@@ -21,11 +21,10 @@ from typing import cast
 
 from fetcher.config import Config
 from fetcher.filters import Filters, apply_filters
-from fetcher.model import Episode, Settled
+from fetcher.model import Episode, ItemRow, Settled
 from fetcher.plan import (
     UP_TO_DATE_REASON,
     Action,
-    ItemRow,
     Plan,
     Step,
     build_plan,

@@ -22,7 +22,7 @@ from fetcher.errors import ArchiveError, ConfigError, is_url
 from fetcher.events import EventSink, Outcome, PlanReady, Status, ignore
 from fetcher.filters import NO_FILTERS, Filters, apply_filters
 from fetcher.journal import recover_journals
-from fetcher.model import FeedRecord, ItemKey, SettledItem
+from fetcher.model import FeedRecord, ItemRow, SettledItem
 from fetcher.pipeline import Pipeline, static_outcome
 from fetcher.plan import Action, Plan, Step, build_plan
 from fetcher.planner import plan_run
@@ -205,7 +205,7 @@ class ArchiveFeedStates:
     def forget_items(self, url: str, items: list[str]) -> None:
         self.manifest.forget_feed_items(self.hasher(url), items)
 
-    def settle_items(self, rows: Iterable[tuple[str, ItemKey, str, str, int]]) -> None:
+    def settle_items(self, rows: Iterable[ItemRow]) -> None:
         """Remember feed items found up to date: (feed URL, item key, guid, archived
         path, size) each."""
         self.manifest.settle_feed_items(

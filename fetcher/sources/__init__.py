@@ -28,8 +28,14 @@ from fetcher.model import Entry, Episode, Settled, Skipped
 from fetcher.settings import DownloadSettings, FeedSettings
 from fetcher.sources import documents
 from fetcher.sources.doccache import DocumentCache
-from fetcher.sources.feeditems import FeedLedger
-from fetcher.sources.feeds import FeedReader, FeedStates, SourceReport, read_body
+from fetcher.sources.feeds import (
+    FeedReader,
+    FeedStates,
+    SourceReport,
+    forget_stale,
+    open_ledger,
+    read_body,
+)
 from fetcher.sources.formats import HEAD_BYTES, choose_format, describe
 from fetcher.sources.local import (
     DOCUMENT_SUFFIXES,
@@ -156,7 +162,7 @@ class _Reading:
         states = self.options.states
         # A feed file is read every run: its settled items are left out, as a fetched
         # feed's are (see fetcher.sources.feeditems), unless every episode is listed.
-        ledger = FeedLedger(*states.settled_items(name)) if states is not None else None
+        ledger = open_ledger(states, name)
         try:
             body = await asyncio.to_thread(_read_limited, path, limit)
             _, root, page = read_body(
@@ -175,8 +181,8 @@ class _Reading:
             entries, reports = await (await self.feeds()).read_opml_list(root, report)
             report.episodes = sum(isinstance(e, Episode) for e in entries)
             return entries, [report, *reports]
-        if ledger is not None and states is not None and (stale := ledger.stale()):
-            states.forget_items(name, stale)
+        if ledger is not None:
+            forget_stale(states, name, ledger)
         for warning in page.warnings:
             log.warning("%s: %s", path, warning)
         report.episodes = len(page.settled) + sum(isinstance(e, Episode) for e in page.entries)

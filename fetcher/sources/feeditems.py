@@ -32,7 +32,6 @@ as if nothing were remembered, unless:
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -40,6 +39,7 @@ from lxml import etree
 
 from fetcher._version import __version__
 from fetcher.model import Episode, SettledItem
+from fetcher.sources.doccache import has_size
 from fetcher.sources.formats import xml_kind
 from fetcher.sources.rss import FeedPage
 from fetcher.sources.xmlsafe import NotXML, parse_xml
@@ -153,13 +153,7 @@ class FeedLedger:
 
     def _intact(self, key: str) -> bool:
         row = self.known.get(key)
-        if row is None:
-            return False
-        try:
-            # A text path, no Path object: a big feed has thousands of these.
-            return os.stat(f"{self.root}/{row[2]}").st_size == row[3]  # noqa: PTH116
-        except (OSError, ValueError):
-            return False
+        return row is not None and has_size(self.root, row[2], row[3])
 
     def read_page(self, body: bytes, key: bytes, read: PageReader, *,
                   cut: bool = True) -> tuple[FeedPage | None, list[str] | None]:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 from lxml import etree
 
 from fetcher.errors import FetcherError, SourceError, redact_url, shown_source
-from fetcher.model import Entry, Episode, FeedRecord, ItemKey, Settled, SettledItem, Skipped
+from fetcher.model import Entry, Episode, FeedRecord, ItemRow, Settled, SettledItem, Skipped
 from fetcher.settings import FeedSettings
 from fetcher.sources.atom import read_atom_page
 from fetcher.sources.feeditems import FeedLedger, salt
@@ -50,7 +50,7 @@ class FeedStates(Protocol):
         """The feed's settled items by hash, and the archive directory they are in."""
         ...
     def forget_items(self, url: str, items: list[str]) -> None: ...
-    def settle_items(self, rows: Iterable[tuple[str, ItemKey, str, str, int]]) -> None:
+    def settle_items(self, rows: Iterable[ItemRow]) -> None:
         """Remember items found up to date: (feed URL, key, guid, archived path, size)."""
         ...
 
@@ -124,7 +124,7 @@ class FeedReader:
             # Unchanged: the files of its settled items are checked (and, in a counting
             # run, the items counted); one that is missing or changed has the feed read
             # again, in full.
-            ledger = self._ledger(url)
+            ledger = open_ledger(self.states, url)
             if ledger is None or ledger.intact():
                 guids = ledger.guids() if ledger is not None and settle else ()
                 return ([Settled(url, guids)] if guids else []), []
@@ -138,7 +138,7 @@ class FeedReader:
                         redact_url(url), GONE_RETRY.days)
             return [], []
         moved_to = _permanent_target(target, response)
-        ledger = self._ledger(url)
+        ledger = open_ledger(self.states, url)
         trust = await _trust(response.final_url)
         _, root, page = self._read_body(url, response.body, response.final_url, trust,
                                         ledger, cut=settle)
@@ -155,10 +155,10 @@ class FeedReader:
                                             {url, target, response.final_url}, ledger,
                                             settled, settle)
         if ledger is not None:
-            if ledger.clashes(entries, settled):  # a guid repeated across pages: rare
-                self._forget(url, ledger)
+            clash = ledger.clashes(entries, settled)  # a guid repeated across pages: rare
+            forget_stale(self.states, url, ledger)
+            if clash:
                 return await self._read(url, report, settle=False, conditional=False)
-            self._forget(url, ledger)
         if moved_to is not None and moved_to != url:
             report.status, report.final_url = "moved", moved_to
             log.warning("%s: the feed has moved to %s; the new address is used from now on",
@@ -187,16 +187,6 @@ class FeedReader:
         return await self.http.fetch_response(key, url, headers={"Accept": FEED_ACCEPT,
                                                                  **headers},
                                               max_bytes=self.settings.max_feed_bytes)
-
-    def _ledger(self, url: str) -> FeedLedger | None:
-        if self.states is None:
-            return None
-        known, root = self.states.settled_items(url)
-        return FeedLedger(known, root)
-
-    def _forget(self, url: str, ledger: FeedLedger) -> None:
-        if self.states is not None and (stale := ledger.stale()):
-            self.states.forget_items(url, stale)
 
     def _read_body(self, url: str, body: bytes, base: str, trust: str,
                    ledger: FeedLedger | None, *, cut: bool, shown: str | None = None
@@ -279,6 +269,20 @@ class FeedReader:
     def _save(self, record: FeedRecord) -> None:
         if self.states is not None:
             self.states.save_feed(record)
+
+
+def open_ledger(states: FeedStates | None, url: str) -> FeedLedger | None:
+    """The settled items of the feed *url* (or feed file), for one read of it."""
+    if states is None:
+        return None
+    known, root = states.settled_items(url)
+    return FeedLedger(known, root)
+
+
+def forget_stale(states: FeedStates | None, url: str, ledger: FeedLedger) -> None:
+    """After a read of *url*: forget the settled items it did not find as they were."""
+    if states is not None and (stale := ledger.stale()):
+        states.forget_items(url, stale)
 
 
 def read_body(source: str, body: bytes, *, base_url: str, trust: str, media: str,
