@@ -28,7 +28,8 @@ from fetcher.sources.atom import read_atom_page
 from fetcher.sources.feeditems import FeedLedger, salt
 from fetcher.sources.formats import XMLKind, describe, xml_kind
 from fetcher.sources.opml import read_opml
-from fetcher.sources.rss import FeedPage, read_feed_page, unsettle
+from fetcher.sources.rss import FeedPage, read_feed_page
+from fetcher.sources.twins import Twins
 from fetcher.sources.xmlsafe import NotXML, parse_xml
 
 if TYPE_CHECKING:
@@ -374,19 +375,15 @@ async def _trust(url: str) -> str:
 
 def _deduplicated(entries: list[Entry], source: str) -> list[Entry]:
     """Items repeated across pages: the same guid and audio once."""
-    seen: dict[str, tuple[str, int]] = {}
+    twins = Twins()
     result: list[Entry] = []
     for entry in entries:
         if isinstance(entry, Episode):
-            first, at = seen.get(entry.guid, (None, 0))
-            if first is not None:
-                unsettle(result, at)  # which twin is which depends on their order
-            if first == entry.audio_url:
+            kept = twins.admit(entry, result)
+            if kept is None:
                 result.append(Skipped(source, f"{entry.title[:60]}: repeated on another page"))
                 continue
-            if first is not None:
-                entry = replace(entry, guid=f"{entry.guid}#{entry.audio_url}", item=None)
-            seen[entry.guid] = (entry.audio_url, len(result))
+            entry = kept
         result.append(entry)
     return result
 

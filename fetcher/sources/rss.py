@@ -13,15 +13,15 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from lxml import etree
 
 from fetcher.model import Chapter, Episode, ItemKey, Person, Skipped, Transcript, Trust
 from fetcher.model import normalise_chapters as _normalise
+from fetcher.sources.twins import Twins
 from fetcher.sources.values import (
     episode_number,
     parse_date,
@@ -93,32 +93,23 @@ def read_feed_page(root: etree._Element, *, source: str, base_url: str,
     show.slug = show_slug or slugify(show.title or urlsplit(base_url).hostname or "show")
     page.context = _context(show, channel)
     page.keyed = item_keys is not None and len(item_keys) == len(items)
-    seen: dict[str, tuple[str, int]] = {}
+    twins = Twins()
     for index, item in enumerate(items, 1):
         key = ItemKey(item_keys[index - 1], page.context) if item_keys and page.keyed else None
         entry = _read_item(item, index, show, source=source, base_url=base_url,
                            trust=trust, media=media, warnings=page.warnings, item_key=key)
         if isinstance(entry, Episode):
-            first_url, at = seen.get(entry.guid, (None, 0))
-            if first_url is not None:
-                unsettle(page.entries, at)  # which twin is which depends on their order
-                if first_url == entry.audio_url:
-                    page.entries.append(Skipped(source, f"item {index}: repeats guid "
-                                                        f"{entry.guid} with the same audio"))
-                    continue
+            kept = twins.admit(entry, page.entries)
+            if kept is None:
+                page.entries.append(Skipped(source, f"item {index}: repeats guid "
+                                                    f"{entry.guid} with the same audio"))
+                continue
+            if kept is not entry:
                 page.warnings.append(f"item {index}: guid {entry.guid} is used again for "
                                      "other audio; kept as a distinct episode")
-                entry = replace(entry, guid=f"{entry.guid}#{entry.audio_url}", item=None)
-            seen[entry.guid] = (entry.audio_url, len(page.entries))
+            entry = kept
         page.entries.append(entry)
     return page
-
-
-def unsettle(entries: list[Any], at: int) -> None:
-    """Clear the item key of the episode at *at* in *entries*: it is not to settle."""
-    entry = entries[at]
-    if isinstance(entry, Episode) and entry.item is not None:
-        entries[at] = replace(entry, item=None)
 
 
 def _context(show: Show, channel: etree._Element) -> str:
