@@ -187,7 +187,7 @@ class ArchiveFeedStates:
     """What the archive remembers of each feed, stored under a keyed hash of its URL
     (a private feed's token never reaches the manifest)."""
 
-    def __init__(self, manifest: Manifest, hasher: Callable[[str], str], root: str = ""):
+    def __init__(self, manifest: Manifest, hasher: Callable[[str], str], root: str):
         self.manifest = manifest
         self.hasher = hasher
         self.root = root
