@@ -8,6 +8,7 @@ fetcher (or anyone else) writes, and can be computed while the bytes stream in.
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -269,38 +270,46 @@ def _xing_frames(frame: bytes, header: FrameHeader) -> int | None:
     return None
 
 
-def measure_duration_ms(path: Path) -> int | None:
+def measure_duration_ms(source: Path | BinaryIO) -> int | None:
     """The audio's real play time in ms, or None when no MPEG frames are found.
 
+    *source* is a path or a file already open for reading (its position is not kept).
     In order of cost: the Xing/Info or VBRI frame count when the first frame has one;
     for constant bitrate (the bitrate of frames sampled across the whole file agree)
     the payload size divided by the bitrate; otherwise every frame header is walked,
     which is exact for VBR files without a header.
     """
-    size = path.stat().st_size
-    with path.open("rb") as file:
-        head = file.read(10)
-        start = id3v2_size(head) or 0
-        file.seek(start)
-        data = file.read(1 << 16)
-        pos = _find_sync(data)
-        if pos is None:
-            return None
-        first = parse_frame_header(data, pos)
-        assert first is not None
-        frame_bytes = data[pos : pos + first.length]
-        counted = _xing_frames(frame_bytes, first)
-        if counted is not None:
-            return round(counted * first.samples * 1000 / first.sample_rate)
-        end = size
-        if size - start >= ID3V1_SIZE:
-            file.seek(size - ID3V1_SIZE)
-            if file.read(3) == b"TAG":
-                end -= ID3V1_SIZE
-        audio_bytes = end - (start + pos)
-        if _constant_bitrate(file, start + pos, end, first):
-            return round(audio_bytes * 8 / first.bitrate_kbps)
-        return _walk_frames(file, start + pos)
+    if isinstance(source, str | os.PathLike):
+        with open(source, "rb") as file:  # noqa: PTH123 - a path or a file, either
+            return _duration_ms(file)
+    return _duration_ms(source)
+
+
+def _duration_ms(file: BinaryIO) -> int | None:
+    size = file.seek(0, 2)
+    file.seek(0)
+    head = file.read(10)
+    start = id3v2_size(head) or 0
+    file.seek(start)
+    data = file.read(1 << 16)
+    pos = _find_sync(data)
+    if pos is None:
+        return None
+    first = parse_frame_header(data, pos)
+    assert first is not None
+    frame_bytes = data[pos : pos + first.length]
+    counted = _xing_frames(frame_bytes, first)
+    if counted is not None:
+        return round(counted * first.samples * 1000 / first.sample_rate)
+    end = size
+    if size - start >= ID3V1_SIZE:
+        file.seek(size - ID3V1_SIZE)
+        if file.read(3) == b"TAG":
+            end -= ID3V1_SIZE
+    audio_bytes = end - (start + pos)
+    if _constant_bitrate(file, start + pos, end, first):
+        return round(audio_bytes * 8 / first.bitrate_kbps)
+    return _walk_frames(file, start + pos)
 
 
 #: Positions sampled across a file to decide whether its bitrate is constant: one per

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from fetcher.errors import FetcherError, redact_url
 from fetcher.model import Episode, Transcript, parse_chapters
-from fetcher.staging import fsync_directory, read_state, write_atomic
+from fetcher.safeio import fsync_directory, read_state, write_atomic
 
 if TYPE_CHECKING:
     from fetcher.net.http import Http

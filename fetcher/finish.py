@@ -19,9 +19,9 @@ import os
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from fetcher.audio import audio_kind, file_sha256, measure_duration_ms, tag_sha256
+from fetcher.audio import audio_kind, file_sha256, measure_duration_ms
 from fetcher.config import Config
 from fetcher.errors import FetcherError, NotAudioError, is_permanent, redact_url, shown_source
 from fetcher.events import EventSink, Outcome, Status
@@ -30,11 +30,13 @@ from fetcher.failpoints import failpoint
 from fetcher.images import Images
 from fetcher.model import Episode, ItemRow
 from fetcher.plan import Step, settled_item
+from fetcher.safeio import fsync_file
 from fetcher.staging import (
     Downloaded,
     discard_partial,
     drop_reserve,
     mark_verified,
+    open_staged,
     sidecar_path,
     url_digest,
 )
@@ -78,29 +80,62 @@ class Finisher:
     async def _finish_download(
         self, step: Step, episode: Episode, downloaded: Downloaded
     ) -> Outcome:
+        """Tag, commit and record a body that arrived whole. For an MP3 (nearly every
+        episode) it all happens in one thread hand-off, on one open of the partial file,
+        with one fsync of it: kind, verified marker, duration, tag, rename, manifest row
+        (when no transcripts are to be fetched in between)."""
+        assert step.path is not None
+        cover, images = await self._images.for_episode(episode)
+        record_now = not (episode.transcripts and self._downloader is not None)
+        staged = await asyncio.to_thread(self._archive_mp3, step, episode, downloaded, cover,
+                                         images, record_now)
+        if staged.kind != "mp3":
+            return await self._finish_other(step, episode, downloaded, staged.kind)
+        assert staged.target is not None and staged.stat is not None
+        files: list[SideFile] = []
+        if not record_now:
+            files = await self._side_files(step, episode, staged.target, "mp3")
+            await asyncio.to_thread(
+                self._save_and_forget, sidecar_path(downloaded.path), episode,
+                self._archived_record(step, episode, downloaded, staged.stat,
+                                      staged.duration, staged.tag_sha256, "mp3", files))
+        log.debug("%s: archived as %s", episode.label, step.path)
+        return Outcome(Status.DOWNLOADED, episode.source, episode, staged.target,
+                       staged.stat.st_size, transcripts=_transcripts(files))
+
+    def _archive_mp3(self, step: Step, episode: Episode, downloaded: Downloaded,
+                     cover: bytes | None, images: dict[str, bytes],
+                     record_now: bool) -> _Staged:
+        """The blocking part of :meth:`_finish_download`: returns the body's kind alone
+        when it is not MP3; raises NotAudioError (the partial file discarded) when no
+        MPEG frames are found."""
         assert step.path is not None
         partial = downloaded.path
-        # Each step's blocking work runs in one thread hand-off: kind, verified marker and
-        # duration; then tag and its hash; then rename; then the manifest row.
-        kind, duration = await asyncio.to_thread(_judge_staged, downloaded)
-        if kind != "mp3":
-            return await self._finish_other(step, episode, downloaded, kind)
+        with open_staged(partial) as file:
+            file.seek(downloaded.reserve)
+            kind = audio_kind(file.read(64)) or "mp3"
+            if kind != "mp3":
+                return _Staged(kind)
+            # From here on the file's length changes as it is tagged: the marker lets a
+            # run that stops before the commit finish from disk (see staging).
+            mark_verified(downloaded)
+            failpoint("download-verified")
+            duration = measure_duration_ms(file)
+            if duration is not None:
+                tagged = self._write_tag(partial, episode, duration, cover, images,
+                                         journal=False, file=file)
         if duration is None:
             discard_partial(partial)
             raise NotAudioError("no MPEG audio frames found in the body", episode=episode.label)
-        cover, images = await self._images.for_episode(episode)
-        digest = await asyncio.to_thread(self._tag_staged, partial, episode, duration,
-                                         cover, images)
-        return await self._archive(step, episode, downloaded, duration, digest, "mp3")
-
-    def _tag_staged(self, partial: Path, episode: Episode, duration: int,
-                    cover: bytes | None, images: dict[str, bytes]) -> str:
-        """Tag a verified partial file (blocking); returns the SHA-256 of its new tag (the
-        audio was hashed as it streamed)."""
-        tagged = self._write_tag(partial, episode, duration, cover, images, journal=False)
         failpoint("tagged")
         log.debug("%s: %d tag bytes", episode.label, tagged.tag_bytes)
-        return tag_sha256(partial)
+        target, stat = self._commit(partial, step.path)
+        if record_now:
+            self._save_and_forget(
+                sidecar_path(partial), episode,
+                self._archived_record(step, episode, downloaded, stat, duration,
+                                      tagged.tag_sha256, "mp3", []))
+        return _Staged("mp3", target, stat, duration, tagged.tag_sha256)
 
     async def _finish_other(self, step: Step, episode: Episode, downloaded: Downloaded,
                             kind: str) -> Outcome:
@@ -109,13 +144,19 @@ class Finisher:
 
         assert step.path is not None
         partial = downloaded.path
-        try:
+        cover, _ = await self._images.for_episode(episode)
+
+        def tag_and_hash() -> tuple[int | None, str]:
             if downloaded.reserve:
-                await asyncio.to_thread(drop_reserve, partial, downloaded.reserve)
-            duration = await asyncio.to_thread(duration_ms, partial)
-            cover, _ = await self._images.for_episode(episode)
-            await asyncio.to_thread(write_other_tags, partial, episode, cover)
-            digest = await asyncio.to_thread(file_sha256, partial)
+                drop_reserve(partial, downloaded.reserve)
+            duration = duration_ms(partial)
+            write_other_tags(partial, episode, cover)
+            digest = file_sha256(partial)
+            fsync_file(partial)  # the one fsync of the file before it enters the archive
+            return duration, digest
+
+        try:
+            duration, digest = await asyncio.to_thread(tag_and_hash)
         except FetcherError:
             discard_partial(partial)  # a file mutagen cannot read is not worth resuming
             raise
@@ -124,14 +165,15 @@ class Finisher:
 
     async def _archive(self, step: Step, episode: Episode, downloaded: Downloaded,
                        duration: int | None, tag_digest: str, kind: str) -> Outcome:
-        """Give a tagged partial file its final name, then fetch the files beside it,
-        then write its manifest row, then forget its sidecar."""
+        """Give a tagged partial file (fsynced) its final name, then fetch the files
+        beside it, then write its manifest row, then forget its sidecar."""
         assert step.path is not None
         target, stat = await asyncio.to_thread(self._commit, downloaded.path, step.path)
         files = await self._side_files(step, episode, target, kind, duration)
-        await self._record(step, episode, downloaded, target, duration, tag_digest,
-                           kind=kind, files=files, stat=stat,
-                           forget=sidecar_path(downloaded.path))
+        await asyncio.to_thread(
+            self._save_and_forget, sidecar_path(downloaded.path), episode,
+            self._archived_record(step, episode, downloaded, stat, duration, tag_digest,
+                                  kind, files))
         log.debug("%s: archived as %s", episode.label, step.path)
         return Outcome(Status.DOWNLOADED, episode.source, episode, target, stat.st_size,
                        transcripts=_transcripts(files))
@@ -162,58 +204,45 @@ class Finisher:
                                   hashlib.sha256(data).hexdigest(), len(data)))
         return files
 
-    async def _record(
-        self,
-        step: Step,
-        episode: Episode,
-        downloaded: Downloaded,
-        target: Path,
-        duration: int | None,
-        tag_digest: str,
-        *,
-        kind: str = "mp3",
-        files: list[SideFile] | None = None,
-        stat: os.stat_result | None = None,
-        forget: Path | None = None,
-    ) -> os.stat_result:
-        """Commit the manifest row of a file that now has its final name (*stat*: the
-        file's, when known), then remove *forget* (the download's sidecar)."""
-        if stat is None:
-            stat = await asyncio.to_thread(target.stat)
+    async def _record(self, step: Step, episode: Episode, downloaded: Downloaded,
+                      target: Path, duration: int | None, tag_digest: str) -> os.stat_result:
+        """Commit the manifest row of a file that now has its final name."""
+        stat = await asyncio.to_thread(target.stat)
+        # The commit (an fsync) runs in a thread: other downloads go on meanwhile.
+        await asyncio.to_thread(self._save_and_forget, None, episode, self._archived_record(
+            step, episode, downloaded, stat, duration, tag_digest, "mp3", []))
+        return stat
+
+    def _archived_record(self, step: Step, episode: Episode, downloaded: Downloaded,
+                         stat: os.stat_result, duration: int | None, tag_digest: str,
+                         kind: str, files: list[SideFile]) -> Record:
+        """The manifest row of an episode archived at ``step.path`` (*stat*: its file's)."""
         now = now_iso()
         previous = step.record
-        # The commit (an fsync) runs in a thread: other downloads go on meanwhile.
-        await asyncio.to_thread(
-            self._save_and_forget,
-            forget,
-            episode,
-            Record(
-                guid=episode.guid,
-                show_slug=episode.show_slug,
-                source=shown_source(episode.source),
-                url=redact_url(episode.audio_url),
-                url_hash=self._url_hash(episode.audio_url),
-                path=str(step.path),
-                expected_bytes=episode.expected_bytes,
-                received_bytes=downloaded.size,
-                file_bytes=stat.st_size,
-                file_mtime_ns=stat.st_mtime_ns,
-                audio_sha256=downloaded.audio_sha256,
-                tag_sha256=tag_digest,
-                etag=downloaded.etag,
-                last_modified=downloaded.last_modified,
-                tag_hash=self._tag_hash(episode),
-                duration_ms=duration,
-                size_discrepancy=downloaded.size_discrepancy,
-                archived_at=(previous.archived_at if previous and previous.archived_at
-                             else now),
-                updated_at=now,
-                format=kind,
-                files=_files_json(files or []),
-                feed=redact_url(episode.feed_url) if episode.feed_url else None,
-            )
+        return Record(
+            guid=episode.guid,
+            show_slug=episode.show_slug,
+            source=shown_source(episode.source),
+            url=redact_url(episode.audio_url),
+            url_hash=self._url_hash(episode.audio_url),
+            path=str(step.path),
+            expected_bytes=episode.expected_bytes,
+            received_bytes=downloaded.size,
+            file_bytes=stat.st_size,
+            file_mtime_ns=stat.st_mtime_ns,
+            audio_sha256=downloaded.audio_sha256,
+            tag_sha256=tag_digest,
+            etag=downloaded.etag,
+            last_modified=downloaded.last_modified,
+            tag_hash=self._tag_hash(episode),
+            duration_ms=duration,
+            size_discrepancy=downloaded.size_discrepancy,
+            archived_at=(previous.archived_at if previous and previous.archived_at else now),
+            updated_at=now,
+            format=kind,
+            files=_files_json(files),
+            feed=redact_url(episode.feed_url) if episode.feed_url else None,
         )
-        return stat
 
     def _save_and_forget(self, forget: Path | None, episode: Episode, record: Record) -> None:
         self.manifest.save(record)
@@ -242,8 +271,7 @@ class Finisher:
         assert step.record is not None
         kind = step.record.format
         if kind == "mp3":
-            await self._tag(target, episode, duration, journal=True)
-            digest = await asyncio.to_thread(tag_sha256, target)
+            digest = (await self._tag(target, episode, duration, journal=True)).tag_sha256
             audio_digest = step.record.audio_sha256
         else:
             from fetcher.tagging.other import write_other_tags
@@ -284,13 +312,16 @@ class Finisher:
                                        images, journal=journal)
 
     def _write_tag(self, path: Path, episode: Episode, duration: int | None,
-                   cover: bytes | None, images: dict[str, bytes], *, journal: bool) -> Tagged:
-        """Write *episode*'s tag into *path* (blocking); *journal* for an archived file."""
+                   cover: bytes | None, images: dict[str, bytes], *, journal: bool,
+                   file: BinaryIO | None = None) -> Tagged:
+        """Write *episode*'s tag into *path* (blocking); *journal* for an archived file;
+        *file*: *path* already open (see :func:`fetcher.tagging.writer.write_tags`)."""
         from fetcher.tagging.writer import write_tags
 
         return write_tags(path, episode, duration_ms=duration, settings=self.config.tags,
                           cover=cover, images=images,
-                          journal_dir=self.archive.journal_dir if journal else None)
+                          journal_dir=self.archive.journal_dir if journal else None,
+                          file=file)
 
     def _url_hash(self, url: str) -> str:
         """The keyed hash that stands for *url* in the manifest and the sidecars."""
@@ -327,6 +358,18 @@ class Finisher:
                 )
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Staged:
+    """What :meth:`Finisher._archive_mp3` did: the body's kind and, for an MP3, where it
+    was archived, its file's stat, play time and tag hash."""
+
+    kind: str
+    target: Path | None = None
+    stat: os.stat_result | None = None
+    duration: int | None = None
+    tag_sha256: str = ""
+
+
 def _files_json(files: list[SideFile]) -> str:
     """The manifest's record of the files beside an episode's audio."""
     return json.dumps([f.as_json() for f in files])
@@ -334,21 +377,3 @@ def _files_json(files: list[SideFile]) -> str:
 
 def _transcripts(files: list[SideFile]) -> tuple[str, ...]:
     return tuple(f.path for f in files if f.kind == "transcript" and not f.failed_at)
-
-
-def _judge_staged(downloaded: Downloaded) -> tuple[str, int | None]:
-    """The staged body's kind; for MP3, mark it verified and measure its duration."""
-    kind = _staged_kind(downloaded.path, downloaded.reserve)
-    if kind != "mp3":
-        return kind, None
-    mark_verified(downloaded)
-    failpoint("download-verified")
-    return kind, measure_duration_ms(downloaded.path)
-
-
-def _staged_kind(partial: Path, reserve: int) -> str:
-    """What the body in a partial file is, by its first bytes (after the reserve)."""
-    with partial.open("rb") as file:
-        file.seek(reserve)
-        return audio_kind(file.read(64)) or "mp3"
-

@@ -19,7 +19,7 @@ from typing import Any
 
 from fetcher.audio import ID3V1_SIZE
 from fetcher.errors import ArchiveError
-from fetcher.staging import open_nofollow, read_state, write_atomic
+from fetcher.safeio import open_nofollow, read_state, write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from fetcher.audio import kind_for, measure_duration_ms, payload_sha256, tag_sha256
+from fetcher.audio import kind_for, measure_duration_ms, payload_sha256
 from fetcher.errors import DownloadError, FetcherError
 from fetcher.events import EpisodeDone, Outcome, Status
 from fetcher.finish import Finisher, uninterrupted
@@ -203,9 +203,9 @@ class Pipeline(Finisher):
 
         async def finish() -> Outcome:
             duration = await asyncio.to_thread(measure_duration_ms, target)
-            await self._tag(target, episode, duration, journal=True)
-            digest = await asyncio.to_thread(tag_sha256, target)
-            stat = await self._record(step, episode, verified, target, duration, digest)
+            tagged = await self._tag(target, episode, duration, journal=True)
+            stat = await self._record(step, episode, verified, target, duration,
+                                      tagged.tag_sha256)
             sidecar_path(partial).unlink(missing_ok=True)
             return Outcome(Status.DOWNLOADED, episode.source, episode, target, stat.st_size)
 

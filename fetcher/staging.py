@@ -6,117 +6,30 @@
   after a crash instead of downloading it again;
 - (the journal of an in-place tag write is in :mod:`fetcher.journal`).
 
-Every state file is opened with ``O_NOFOLLOW`` (a link planted in the state directory
-is refused, never followed) and every state write is atomic: a temporary file is
-written, fsynced and renamed over the old one.
+State files are opened and written through :mod:`fetcher.safeio`: a planted link is
+refused, never followed, and every write is atomic.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import logging
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from fetcher.audio import PayloadHasher, id3v2_header
+from fetcher.audio import PayloadHasher, id3v2_header, id3v2_size
 from fetcher.errors import ArchiveError
 from fetcher.model import shallow_dict
+from fetcher.safeio import open_nofollow, read_state, write_atomic
 
 log = logging.getLogger(__name__)
 
 #: Bytes read at a time when a partial file is re-hashed or a file is copied.
 CHUNK_SIZE = 1 << 20
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-
-
-# --- safe opens and atomic writes ----------------------------------------------------
-
-
-def open_nofollow(path: Path, flags: int, mode: int = 0o644, *, one_link: bool = True) -> int:
-    """``os.open`` that refuses a symbolic link at *path* with a clear ArchiveError.
-
-    What it opens must be a regular file with one name: a FIFO or device planted in the
-    state directory, or a hard link to a file elsewhere, is refused before any write.
-    """
-    try:
-        fd = os.open(path, flags | _NOFOLLOW | _CLOEXEC | os.O_NONBLOCK, mode)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise ArchiveError(f"{path}: is a symbolic link; refusing to follow it") from exc
-        raise
-    info = os.fstat(fd)
-    problem = None
-    if not stat.S_ISREG(info.st_mode):
-        problem = "is not a regular file"
-    elif one_link and info.st_nlink > 1:
-        problem = f"has {info.st_nlink} hard links (one may lead outside the archive)"
-    if problem is not None:
-        os.close(fd)
-        raise ArchiveError(f"{path}: {problem}; refusing to use it")
-    os.set_blocking(fd, True)
-    return fd
-
-
-def write_atomic(path: Path, data: bytes, *, sync_directory: bool = False,
-                 durable: bool = True) -> None:
-    """Replace *path* with *data*: temporary file, fsync, rename (never a torn file).
-
-    With *sync_directory* the rename itself is made durable too; without it a power
-    cut may bring the previous version back, which for a sidecar costs only a resume.
-    Without *durable* there is no fsync at all: after a power cut the file may be
-    empty or old (its readers must treat that as "unknown"); a process crash still
-    leaves the old or the new version, whole.
-    """
-    temporary = path.with_name(path.name + ".tmp")
-    with contextlib.suppress(FileNotFoundError):
-        temporary.unlink()
-    fd = open_nofollow(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            if durable:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        temporary.replace(path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
-        raise
-    if sync_directory:
-        fsync_directory(path.parent)
-
-
-def read_state(path: Path, limit: int = 1 << 20) -> bytes:
-    """A small state file's bytes, refusing a link; FileNotFoundError when absent."""
-    fd = open_nofollow(path, os.O_RDONLY)
-    with os.fdopen(fd, "rb") as file:
-        return file.read(limit)
-
-
-def fsync_file(path: Path) -> None:
-    fd = open_nofollow(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --- the sidecar: validators, then the verified marker ------------------------------
@@ -208,9 +121,30 @@ def mark_verified(result: Downloaded) -> None:
     From then on the file's length changes as it is tagged, so byte offsets mean
     nothing; a run that stops before the commit finishes the episode from this record
     next time instead of downloading it again.
+
+    Neither the record nor the body is fsynced at this point (the file is fsynced once,
+    tagged, before it is committed): after a power cut the record may be lost (the
+    download starts over) or outlive bytes of the body, so a later run trusts it only
+    once the partial file's audio hashes to what it records (:func:`staged_audio_sha256`).
     """
     record = {"verified": shallow_dict(result)}
-    write_atomic(sidecar_path(result.path), json.dumps(record, default=str).encode())
+    write_atomic(sidecar_path(result.path), json.dumps(record, default=str).encode(),
+                 durable=False)
+
+
+def staged_audio_sha256(partial: Path, reserve: int) -> str:
+    """The payload hash of a staged partial file, tagged or not yet: until the tag is
+    written, the body follows the empty placeholder tag of *reserve* bytes; once it is,
+    the tag fills that room and the host's own tag after it."""
+    with partial.open("rb") as file:
+        header = file.read(10)
+        placeholder = id3v2_size(header) == reserve and not file.read(reserve - 10).strip(
+            b"\x00")
+        hasher = PayloadHasher()
+        file.seek(reserve if placeholder else 0)
+        while chunk := file.read(CHUNK_SIZE):
+            hasher.update(chunk)
+    return hasher.hexdigest()
 
 
 def verified_download(partial: Path, url_id: str) -> Downloaded | None:
@@ -235,6 +169,47 @@ def verified_download(partial: Path, url_id: str) -> Downloaded | None:
         )
     except (ValueError, KeyError, TypeError):
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """Where a download of a partial file starts (see :func:`resume_from`)."""
+
+    #: Body bytes already in the partial file that a range request continues after.
+    offset: int
+    validators: Validators | None
+    #: The room kept for the tag at the front of the file.
+    reserve: int
+    #: A body verified in an earlier run, whole on disk: nothing to download.
+    finished: Downloaded | None = None
+
+
+def resume_from(partial: Path, url_id: str, reserve: int) -> Resume:
+    """What the partial file of the URL *url_id* is worth (blocking: a body verified in
+    an earlier run is re-hashed before it is trusted); *reserve*: the room a new
+    download keeps for the tag. A partial file that cannot be trusted is thrown away."""
+    try:
+        size = partial.stat().st_size
+    except FileNotFoundError:
+        return Resume(0, None, reserve)
+    finished = verified_download(partial, url_id)
+    if finished is not None:
+        if staged_audio_sha256(partial, finished.reserve) == finished.audio_sha256:
+            return Resume(finished.size, None, finished.reserve, finished)
+        log.warning("%s: the body verified in an earlier run has changed on disk "
+                    "(a power cut?); downloading it again", partial.name)
+        discard_partial(partial)
+        return Resume(0, None, reserve)
+    validators = load_validators(partial, url_id)
+    if validators is None:
+        return Resume(0, None, reserve)
+    offset = max(size - validators.reserve, 0)
+    if offset and validators.if_range() is None:
+        log.debug("%s: partial file has no validator; starting over", partial.name)
+        return Resume(0, None, reserve)
+    if validators.total is not None and offset > validators.total:
+        return Resume(0, None, reserve)
+    return Resume(offset, validators, validators.reserve)
 
 
 def discard_partial(partial: Path) -> None:
@@ -263,8 +238,10 @@ class Sink:
     def __init__(self, path: Path, offset: int, reserve: int):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = open_nofollow(path, os.O_RDWR | os.O_CREAT)
+        self.path = path
         self.file = os.fdopen(fd, "r+b", buffering=0)
         self.reserve = reserve
+        self._validators: Validators | None = None
         self.hasher = PayloadHasher()
         self.size = 0
         if offset:
@@ -306,7 +283,16 @@ class Sink:
         self.hasher = PayloadHasher()
         self.size = 0
 
+    def expect(self, validators: Validators) -> None:
+        """What the server said of the body about to be written: saved in the sidecar
+        just before the body's first bytes are written (by the same thread), so that
+        bytes on disk always have what their resume needs."""
+        self._validators = validators
+
     def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._validators is not None:
+            save_validators(self.path, self._validators)
+            self._validators = None
         view = memoryview(data)
         while view:
             written = self.file.write(view)
@@ -316,17 +302,18 @@ class Sink:
         self.hasher.update(data)
         self.size += len(data)
 
-    def finish(self) -> str:
-        os.fsync(self.file.fileno())
+    def digest(self) -> str:
+        """The SHA-256 of the audio written so far (the file is not fsynced here: the
+        finisher fsyncs it once, tagged, before it enters the archive)."""
         return self.hasher.hexdigest()
-
-    def seal(self) -> tuple[bytes, str]:
-        """The body's first 16 bytes (for one more sniff: a resumed body was not) and,
-        the file fsynced, the audio's SHA-256: one thread hand-off for both."""
-        return self.head(16), self.finish()
 
     def close(self) -> None:
         self.file.close()
+
+
+def open_staged(partial: Path) -> BinaryIO:
+    """A staged partial file open for reading and writing (refusing a link)."""
+    return os.fdopen(open_nofollow(partial, os.O_RDWR), "r+b")
 
 
 def drop_reserve(partial: Path, reserve: int) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 from fetcher.audio import file_digests, file_sha256, measure_duration_ms
 from fetcher.errors import ArchiveError, TagError
 from fetcher.journal import recover_journals
-from fetcher.staging import fsync_directory, fsync_file
+from fetcher.safeio import fsync_directory, fsync_file
 from fetcher.store import Archive
 from fetcher.store.local import STATE_DIR, now_iso
 from fetcher.store.manifest import Manifest, Record

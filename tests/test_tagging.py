@@ -7,6 +7,7 @@ import hashlib
 import struct
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 from hypothesis import given, settings
@@ -277,10 +278,12 @@ def test_interrupted_in_place_write_is_rolled_back(tmp_path: Path) -> None:
 
     original = writer._overwrite_in_place
 
-    def crash_after_journal(target: Path, data: bytes, strip: bool, jdir: Path | None) -> None:
+    def crash_after_journal(target: Path, file: BinaryIO, data: bytes, strip: bool,
+                            jdir: Path | None) -> None:
         write_journal(jdir, target, len(data))  # type: ignore[arg-type]
-        with target.open("r+b") as file:
-            file.write(data[: len(data) // 2])  # torn write, then "power loss"
+        file.seek(0)
+        file.write(data[: len(data) // 2])  # torn write, then "power loss"
+        file.flush()
         raise KeyboardInterrupt
 
     writer._overwrite_in_place = crash_after_journal  # type: ignore[assignment]
@@ -294,6 +297,17 @@ def test_interrupted_in_place_write_is_rolled_back(tmp_path: Path) -> None:
     assert recover_journals(journal, check=checked) == [path.resolve()]
     assert path.read_bytes() == good
     assert list(journal.iterdir()) == []
+
+
+def test_the_tag_hash_reported_is_the_hash_read_back(tmp_path: Path) -> None:
+    from fetcher.audio import tag_sha256
+
+    path, _ = make_mp3(tmp_path, 2_000)
+    first = tag(path, SEED)  # a rewrite: the file had no tag
+    assert not first.in_place and first.tag_sha256 == tag_sha256(path)
+    second = tag(path, dataclasses.replace(SEED, title="Retitled"))
+    assert second.in_place and second.tag_sha256 == tag_sha256(path)
+    assert second.tag_sha256 != first.tag_sha256
 
 
 def test_date_is_written_in_utc(tmp_path: Path) -> None:
@@ -314,6 +328,36 @@ def test_an_id3v24_tag_carries_the_date_as_tdrc(tmp_path: Path) -> None:
     assert b"2024-12-31T23:30:15" in path.read_bytes()[:4096]  # ... the file has the T
     assert not {"TYER", "TDAT", "TIME"} & set(id3.keys())
     assert ffprobe(path)["format"]["tags"]["date"].startswith("2024-12-31")
+
+
+def test_an_id3v24_tag_lists_the_people_in_tipl(tmp_path: Path) -> None:
+    from fetcher.model import Person
+
+    people = dataclasses.replace(SEED, persons=(Person("Ann Host"), Person("Gus", "guest")))
+    path, _ = make_mp3(tmp_path, 2_000)
+    tag(path, people, settings=TagSettings(id3_version=4))
+    assert ID3(path).getall("TIPL")[0].people == [["host", "Ann Host"], ["guest", "Gus"]]
+    v23, _ = make_mp3(tmp_path, 2_000, name="v23.mp3")
+    tag(v23, people)
+    assert ID3(v23, translate=False).getall("IPLS")[0].people[1] == ["guest", "Gus"]
+
+
+def test_a_host_picture_without_description_does_not_replace_the_cover(
+        tmp_path: Path) -> None:
+    from mutagen.id3 import APIC, PictureType
+
+    host = ID3()
+    host.add(APIC(encoding=3, mime="image/png", type=PictureType.ARTIST, desc="",
+                  data=PNG + b"artist"))
+    path, _ = make_mp3(tmp_path, 2_000)
+    host.save(path, v2_version=3)
+    tag(path, SEED, cover=PNG)
+    pictures = ID3(path).getall("APIC")
+    assert [(p.type, p.data) for p in pictures] == [(PictureType.COVER_FRONT, PNG)]
+    untagged, _ = make_mp3(tmp_path, 2_000, name="plain.mp3")
+    host.save(untagged, v2_version=3)
+    tag(untagged, SEED)  # no cover of fetcher's: the host's picture stays
+    assert [p.type for p in ID3(untagged).getall("APIC")] == [PictureType.ARTIST]
 
 
 def test_fingerprint_changes_with_metadata_only() -> None:
@@ -368,41 +412,58 @@ def test_id3v24_when_asked(tmp_path: Path) -> None:
 _texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
 
 
-@settings(max_examples=150, deadline=None)
+_people = st.lists(st.tuples(_texts, st.sampled_from(["host", "guest", "composer"])),
+                   max_size=3)
+
+
+@settings(max_examples=200, deadline=None)
 @given(title=_texts, show=_texts, hosts=st.lists(_texts, max_size=3), guid=_texts,
        number=st.one_of(st.none(), st.integers(0, 99999), _texts),
        season=st.one_of(st.none(), st.integers(0, 99)),
        chapters=st.lists(st.tuples(st.integers(0, 10**7), _texts,
-                                   st.sampled_from([None, "https://e.com/a", "/rel"])),
+                                   st.sampled_from([None, "https://e.com/a", "/rel"]),
+                                   st.sampled_from([None, "https://e.com/i.png"]),
+                                   st.booleans()),
                          max_size=6),
-       version=st.sampled_from([3, 4]), cover=st.booleans())
-def test_direct_frame_encoding_equals_mutagens(
+       people=_people, notes=_texts, description=_texts,
+       feed=st.sampled_from([None, "https://user:pw@e.com/feed.xml?token=1"]),
+       version=st.sampled_from([3, 4]), cover=st.booleans(), untoc=st.booleans())
+def test_own_frame_encoding_equals_mutagens(
         title: str, show: str, hosts: list[str], guid: str, number: int | str | None,
-        season: int | None, chapters: list[tuple[int, str, str | None]], version: int,
-        cover: bool) -> None:
-    # fetcher writes its own text and chapter frames without mutagen's conversion: the
-    # bytes must be mutagen's own, for any text, with or without host frames around.
-    from mutagen.id3 import TDRC, TIT3, TXXX
+        season: int | None, chapters: list[tuple[int, str, str | None, str | None, bool]],
+        people: list[tuple[str, str]], notes: str, description: str, feed: str | None,
+        version: int, cover: bool, untoc: bool) -> None:
+    # fetcher encodes its own frames without mutagen: the bytes must be those mutagen
+    # writes for the same frames (tests/support/mutagen_tags.py), for any text, with or
+    # without host frames (which mutagen converts) around them.
+    from mutagen.id3 import APIC, TDRC, TIT3, TXXX, PictureType
+    from support import mutagen_tags
 
-    from fetcher.tagging.frames import (
-        chapter_frames,
-        encode_frames,
-        encode_frames_by_mutagen,
-        metadata_frames,
-    )
+    from fetcher.model import Person
+    from fetcher.tagging.frames import chapter_frames, encode_frames, metadata_frames
+    from fetcher.tagging.spec import final_chapters
 
     episode = dataclasses.replace(
         SEED, title=title, show_name=show, hosts=tuple(hosts), guid=guid or "g",
-        episode=number, season=season, page_url="https://e.com/p",
-        chapters=tuple(Chapter(start_ms=s, end_ms=None, title=t, url=u)
-                       for s, t, u in chapters))
-    settings = TagSettings(id3_version=version)
-    from fetcher.tagging.spec import final_chapters
-
+        episode=number, season=season, page_url="https://e.com/p", feed_url=feed,
+        show_notes=notes, description=description,
+        persons=tuple(Person(name, role) for name, role in people),
+        chapters=tuple(Chapter(start_ms=s, end_ms=None, title=t, url=u, img=i, toc=toc)
+                       for s, t, u, i, toc in chapters))
+    settings = TagSettings(id3_version=version, chapter_images=True,
+                           hidden_chapters="untoc" if untoc else "omit")
+    images = {"https://e.com/i.png": PNG}
+    picture = PNG if cover else None
+    final = final_chapters(episode, 10**7 + 1000)
     host = [TIT3(encoding=Encoding.UTF8, text=[title or "x"]), TDRC(text=["2024-05-06"]),
-            TXXX(encoding=Encoding.UTF8, desc="k", text=["v", "w"])]
-    frames = [*metadata_frames(episode, PNG if cover else None), *host,
-              *chapter_frames(final_chapters(episode, 10**7 + 1000), settings, {},
-                              "https://e.com/")]
-    assert encode_frames(frames, version=version) == \
-        encode_frames_by_mutagen(frames, version=version)
+            TXXX(encoding=Encoding.UTF8, desc="k", text=["v", "w"]),
+            APIC(encoding=Encoding.UTF8, mime="image/png", type=PictureType.ARTIST,
+                 desc="", data=PNG)]
+    ours = encode_frames([*metadata_frames(episode, picture, version=version), *host,
+                          *chapter_frames(final, settings, images, "https://e.com/")],
+                         version=version)
+    reference = mutagen_tags.encode_frames_by_mutagen(
+        [*mutagen_tags.metadata_frames(episode, picture, version=version), *host,
+         *mutagen_tags.chapter_frames(final, settings, images, "https://e.com/")],
+        version=version)
+    assert ours == reference

@@ -52,14 +52,13 @@ from fetcher.net.http import Http, Transient, body_error, status_error
 from fetcher.settings import DownloadSettings
 from fetcher.staging import (
     Downloaded,
+    Resume,
     Sink,
     Validators,
     discard_partial,
-    load_validators,
-    save_validators,
+    resume_from,
     sidecar_path,
     url_digest,
-    verified_download,
 )
 
 log = logging.getLogger(__name__)
@@ -128,22 +127,17 @@ class Downloader(Http):
 
     async def _attempt(self, request: DownloadRequest) -> Downloaded:
         partial = request.partial
-        size = _size_or_none(partial)
-        finished = verified_download(partial, request.identity) if size is not None else None
-        if finished is not None:
+        # Without a partial file (a new download) nothing on disk is read.
+        resume = (await asyncio.to_thread(resume_from, partial, request.identity,
+                                          request.reserve) if partial.exists()
+                  else Resume(0, None, request.reserve))
+        if resume.finished is not None:
             log.info("%s: finishing a download verified in an earlier run", request.key)
-            return finished
-        # Without a partial file there is nothing to resume (its sidecar is not read).
-        validators = load_validators(partial, request.identity) if size is not None else None
-        reserve = validators.reserve if validators is not None else request.reserve
-        offset = max(size - reserve, 0) if size is not None else 0
-        if offset and (validators is None or validators.if_range() is None):
-            log.debug("%s: partial file has no validator; starting over", request.key)
-            offset, validators, reserve = 0, None, request.reserve
-        if validators is not None and validators.total is not None and offset > validators.total:
-            offset, validators, reserve = 0, None, request.reserve
-
-        sink = await asyncio.to_thread(Sink, partial, offset, reserve)
+            return resume.finished
+        validators, offset = resume.validators, resume.offset
+        # A new partial file costs a few system calls; resuming one re-hashes what is there.
+        sink = (await asyncio.to_thread(Sink, partial, offset, resume.reserve) if offset
+                else Sink(partial, 0, resume.reserve))
         try:
             try:
                 return await self._transfer(request, sink, validators)
@@ -189,13 +183,13 @@ class Downloader(Http):
                 return await self._complete(request, sink, offset, validators)
             validators = Validators(request.identity, response.headers.get("ETag"),
                                     response.headers.get("Last-Modified"), total, sink.reserve)
-            await asyncio.to_thread(save_validators, request.partial, validators)
+            sink.expect(validators)  # written with the body's first bytes
             limit, mismatch = self._size_limit(request, total)
             self.on_event(Started(request.key, redact_url(request.url), offset, total))
-            await self._stream(request, response, sink, limit, mismatch)
+            head = await self._stream(request, response, sink, limit, mismatch)
         finally:
             await response.aclose()
-        return await self._complete(request, sink, offset, validators)
+        return await self._complete(request, sink, offset, validators, head)
 
     async def _check_answer(self, request: DownloadRequest, response: httpx.Response,
                             sink: Sink, offset: int) -> int | None:
@@ -258,11 +252,12 @@ class Downloader(Http):
         return self.settings.max_bytes, None
 
     async def _stream(self, request: DownloadRequest, response: httpx.Response, sink: Sink,
-                      limit: int, mismatch: SizeMismatchError | None) -> None:
+                      limit: int, mismatch: SizeMismatchError | None) -> bytes:
         """Copy the body into *sink* in CHUNK_SIZE writes; what arrived is kept on errors.
 
         The first bytes are sniffed before anything else is judged, so an HTML error
-        page is reported as "not audio" whatever its size.
+        page is reported as "not audio" whatever its size; returns them (nothing for a
+        resumed body, whose first bytes arrived earlier).
         """
         sniffing = sink.size == 0
         if mismatch is not None and not sniffing:
@@ -340,6 +335,7 @@ class Downloader(Http):
             self._sniff(request, head)
         if mismatch is not None:
             raise mismatch
+        return head
 
     async def _read_direct(self, request: DownloadRequest, body: DirectBody,
                            sink: Sink, first: bytearray) -> None:
@@ -362,7 +358,8 @@ class Downloader(Http):
                                 episode=request.key)
 
     async def _complete(self, request: DownloadRequest, sink: Sink, offset: int,
-                        validators: Validators) -> Downloaded:
+                        validators: Validators, head: bytes = b"") -> Downloaded:
+        """Check a body that ended (*head*: its first bytes, when this attempt saw them)."""
         received = sink.size
         total = validators.total
         if total is not None and received < total:
@@ -370,7 +367,9 @@ class Downloader(Http):
                 f"body ended after {received} of {total} bytes",
                 url=request.url, episode=request.key,
             ))
-        head, digest = await asyncio.to_thread(sink.seal)
+        if len(head) < 16:
+            head = sink.head(16)  # one read of the partial file (a resumed body)
+        digest = sink.digest()
         self._sniff(request, head)
         expected = request.expected_bytes
         discrepancy = False
@@ -390,11 +389,3 @@ class Downloader(Http):
             resumed_from=offset, reserve=sink.reserve, size_discrepancy=discrepancy,
             url_id=request.identity,
         )
-
-
-def _size_or_none(path: Path) -> int | None:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return None
-

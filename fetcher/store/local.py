@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 
 from fetcher.errors import ArchiveError, ArchiveLockedError
-from fetcher.staging import fsync_directory, open_nofollow, read_state
+from fetcher.safeio import fsync_directory, open_nofollow, read_state
 
 STATE_DIR = ".fetcher"
 

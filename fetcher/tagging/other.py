@@ -19,7 +19,7 @@ from typing import Any
 
 from fetcher.errors import TagError
 from fetcher.model import Chapter, Episode
-from fetcher.staging import fsync_directory, fsync_file
+from fetcher.safeio import fsync_directory, fsync_file
 from fetcher.tagging.spec import picture_mime
 
 

@@ -3,13 +3,14 @@
 The new tag is written over the old one when it fits (padding absorbs growth), so a
 re-tag writes only the tag; otherwise the file is rewritten through a temporary
 sibling, fsynced and renamed. An in-place write on an archived file goes through a
-journal (:mod:`fetcher.staging`) so that a crash cannot leave a torn tag.
+journal (:mod:`fetcher.journal`) so that a crash cannot leave a torn tag.
 mutagen's errors are translated into :class:`~fetcher.errors.TagError` here.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import logging
 import os
@@ -17,16 +18,15 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-from mutagen.id3 import ID3, ID3NoHeaderError
+from typing import TYPE_CHECKING, BinaryIO
 
 from fetcher.audio import ID3V1_SIZE, id3v2_size
 from fetcher.errors import TagError
 from fetcher.failpoints import failpoint
 from fetcher.journal import TEMP_SUFFIX, finish_journal, journal_name, write_journal
 from fetcher.model import Episode
+from fetcher.safeio import fsync_directory
 from fetcher.settings import TagSettings
-from fetcher.staging import fsync_directory
 from fetcher.tagging.frames import (
     chapter_frames,
     encode_frames,
@@ -35,6 +35,9 @@ from fetcher.tagging.frames import (
     wrap_tag,
 )
 from fetcher.tagging.spec import DURATION_TOLERANCE_MS, final_chapters, image_base
+
+if TYPE_CHECKING:
+    from mutagen.id3 import ID3
 
 log = logging.getLogger(__name__)
 
@@ -47,46 +50,47 @@ class Tagged:
     written_bytes: int
     in_place: bool
     chapters: int
+    #: SHA-256 of the whole tag written (what :func:`fetcher.audio.tag_sha256` reads back).
+    tag_sha256: str = ""
 
 
 #: How many ID3v2 tags in a row at the start of a file are read.
 MAX_LEADING_TAGS = 8
 
 
-def _leading_tags(path: Path) -> tuple[list[ID3], int]:
-    """The ID3v2 tags at the start of *path* and the bytes they occupy together.
+def _leading_tags(file: BinaryIO, path: Path) -> tuple[list[ID3], int]:
+    """The ID3v2 tags at the start of *file* (*path*) and the bytes they occupy together.
 
     A partial download starts with fetcher's empty placeholder tag followed by the
     host's tag; both belong to the region the new tag may be written into.
     """
     tags: list[ID3] = []
     region = 0
-    with path.open("rb") as file:
-        for _ in range(MAX_LEADING_TAGS):
-            file.seek(region)
-            header = file.read(10)
-            size = id3v2_size(header)
-            if size is None:
-                break
-            data = header + file.read(size - 10)
-            if len(data) < size:
-                break  # a tag longer than the file: not a tag we can replace safely
-            region += size
-            if any(data[10:]):
-                try:
-                    tags.append(ID3(io.BytesIO(data)))
-                except Exception as exc:  # noqa: BLE001 - mutagen raises many kinds
-                    log.warning("%s: an existing ID3 tag is unreadable (%s); replaced", path, exc)
+    for _ in range(MAX_LEADING_TAGS):
+        file.seek(region)
+        header = file.read(10)
+        size = id3v2_size(header)
+        if size is None:
+            break
+        data = header + file.read(size - 10)
+        if len(data) < size:
+            break  # a tag longer than the file: not a tag we can replace safely
+        region += size
+        if data[10:].strip(b"\x00"):  # not an empty tag (fetcher's placeholder): read it
+            from mutagen.id3 import ID3
+
+            try:
+                tags.append(ID3(io.BytesIO(data)))
+            except Exception as exc:  # noqa: BLE001 - mutagen raises many kinds
+                log.warning("%s: an existing ID3 tag is unreadable (%s); replaced", path, exc)
     return tags, region
 
 
-def _has_id3v1(path: Path) -> bool:
-    with path.open("rb") as file:
-        file.seek(0, os.SEEK_END)
-        if file.tell() < ID3V1_SIZE:
-            return False
-        file.seek(-ID3V1_SIZE, os.SEEK_END)
-        return file.read(3) == b"TAG"
+def _has_id3v1(file: BinaryIO) -> bool:
+    if file.seek(0, os.SEEK_END) < ID3V1_SIZE:
+        return False
+    file.seek(-ID3V1_SIZE, os.SEEK_END)
+    return file.read(3) == b"TAG"
 
 
 def write_tags(
@@ -99,15 +103,24 @@ def write_tags(
     images: Mapping[str, bytes] | None = None,
     journal_dir: Path | None = None,
     in_place: bool = True,
+    file: BinaryIO | None = None,
 ) -> Tagged:
     """Tag *path* for *episode*; raises TagError. See the module docstring.
 
     With ``in_place=False`` the file is always rewritten through a temporary sibling
-    (for files fetcher does not keep a journal for).
+    (for files fetcher does not keep a journal for). *file* is *path* already open for
+    reading and writing (``r+b``), so that a caller that has just read it need not
+    open it again; after a rewrite it refers to the old file, and is only to be closed.
+    The tag is on disk (fsynced) when this returns.
     """
     try:
-        return _write_tags(path, episode, duration_ms, settings or TagSettings(), cover,
-                           images or {}, journal_dir, in_place)
+        if file is not None:
+            return _write_tags(path, file, episode, duration_ms, settings or TagSettings(),
+                               cover, images or {}, journal_dir, in_place)
+        with path.open("r+b") as opened:
+            return _write_tags(path, opened, episode, duration_ms,
+                               settings or TagSettings(), cover, images or {}, journal_dir,
+                               in_place)
     except TagError:
         raise
     except OSError as exc:
@@ -118,6 +131,7 @@ def write_tags(
 
 def _write_tags(
     path: Path,
+    file: BinaryIO,
     episode: Episode,
     duration_ms: int | None,
     settings: TagSettings,
@@ -137,53 +151,57 @@ def _write_tags(
             episode.label, duration_ms / 1000, declared,
         )
     chapters = final_chapters(episode, duration_ms)
-    existing, region = _leading_tags(path)
+    existing, region = _leading_tags(file, path)
     base_url = image_base(episode, settings)
-    frames = [
-        *metadata_frames(episode, cover, version=settings.id3_version),
-        *host_frames(existing, replace_chapters=bool(chapters), cover=cover is not None),
-        *chapter_frames(chapters, settings, images, base_url),
-    ]
-    # Pictures last: players read the small frames first.
-    frames.sort(key=lambda f: f.FrameID == "APIC")
     version = settings.id3_version
-    encoded = encode_frames(frames, version=version)
-    strip_v1 = _has_id3v1(path)
+    host = host_frames(existing, replace_chapters=bool(chapters),
+                       cover=cover is not None) if existing else []
+    # Pictures go last (encode_frames): players read the small frames first.
+    encoded = encode_frames([*metadata_frames(episode, cover, version=version), *host,
+                             *chapter_frames(chapters, settings, images, base_url)],
+                            version=version)
+    strip_v1 = _has_id3v1(file)
     written_chapters = sum(1 for c in chapters if c.toc or settings.hidden_chapters == "untoc")
 
     if in_place and region and len(encoded) + 10 <= region:
         tag = wrap_tag(encoded, version=version, size=region)
-        _overwrite_in_place(path, tag, strip_v1, journal_dir)
-        return Tagged(len(tag), len(tag), True, written_chapters)
+        _overwrite_in_place(path, file, tag, strip_v1, journal_dir)
+        return Tagged(len(tag), len(tag), True, written_chapters, _sha256(tag))
 
     tag = wrap_tag(encoded, version=version)
-    _rewrite(path, tag, region, strip_v1, journal_dir)
-    return Tagged(len(tag), path.stat().st_size, False, written_chapters)
+    _rewrite(path, file, tag, region, strip_v1, journal_dir)
+    return Tagged(len(tag), path.stat().st_size, False, written_chapters, _sha256(tag))
 
 
-def _overwrite_in_place(path: Path, tag: bytes, strip_v1: bool, journal_dir: Path | None) -> None:
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _overwrite_in_place(path: Path, file: BinaryIO, tag: bytes, strip_v1: bool,
+                        journal_dir: Path | None) -> None:
     journal = None
     if journal_dir is not None:
         journal = write_journal(journal_dir, path, len(tag))
         failpoint("tag-journaled")
-    with path.open("r+b") as file:
-        half = len(tag) // 2
-        file.write(tag[:half])
-        file.flush()
-        failpoint("tag-torn")
-        file.write(tag[half:])
-        if strip_v1:
-            file.seek(-ID3V1_SIZE, os.SEEK_END)
-            file.truncate()
-        file.flush()
-        os.fsync(file.fileno())
+    file.seek(0)
+    half = len(tag) // 2
+    file.write(tag[:half])
+    file.flush()
+    failpoint("tag-torn")
+    file.write(tag[half:])
+    if strip_v1:
+        file.seek(-ID3V1_SIZE, os.SEEK_END)
+        file.truncate()
+    file.flush()
+    os.fsync(file.fileno())
     if journal is not None:
         finish_journal(journal)
 
 
-def _rewrite(path: Path, tag: bytes, region: int, strip_v1: bool,
+def _rewrite(path: Path, source: BinaryIO, tag: bytes, region: int, strip_v1: bool,
              temp_dir: Path | None = None) -> None:
-    """Write tag + audio into a temporary file, then rename it over *path*.
+    """Write tag + audio (from *source*, *path* open) into a temporary file, then rename
+    it over *path*.
 
     An archived file's temporary lives in *temp_dir* (the archive's journal directory,
     on the same filesystem), where the next run removes what a crash left; otherwise
@@ -195,9 +213,9 @@ def _rewrite(path: Path, tag: bytes, region: int, strip_v1: bool,
         temporary = temp_dir / (journal_name(path) + TEMP_SUFFIX)
     else:
         temporary = path.with_name(path.name + TEMP_SUFFIX)
-    size = path.stat().st_size - region - (ID3V1_SIZE if strip_v1 else 0)
+    size = source.seek(0, os.SEEK_END) - region - (ID3V1_SIZE if strip_v1 else 0)
     try:
-        with path.open("rb") as source, temporary.open("wb") as target:
+        with temporary.open("wb") as target:
             target.write(tag)
             source.seek(region)
             remaining = size
@@ -223,6 +241,8 @@ def _rewrite(path: Path, tag: bytes, region: int, strip_v1: bool,
 
 def read_chapters(path: Path) -> list[tuple[int, int, str]]:
     """(start_ms, end_ms, title) of the CHAP frames in *path*, in file order."""
+    from mutagen.id3 import ID3, ID3NoHeaderError
+
     try:
         tags = ID3(path)
     except ID3NoHeaderError:
@@ -238,6 +258,8 @@ def read_chapters(path: Path) -> list[tuple[int, int, str]]:
 
 def read_guid(path: Path) -> str | None:
     """The episode guid fetcher wrote into *path*'s TGID frame, if any."""
+    from mutagen.id3 import ID3, ID3NoHeaderError
+
     try:
         tags = ID3(path)
     except ID3NoHeaderError:
