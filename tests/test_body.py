@@ -53,7 +53,7 @@ def test_http_urls_use_bare_sockets_and_https_keeps_httpcores_backend() -> None:
         asyncio.run(client.aclose())
 
 
-def test_large_body_is_read_directly_and_the_connection_is_not_reused(
+def test_large_body_is_read_directly_and_its_connection_serves_the_next(
         server: TestServer, tmp_path: Path, direct_reads: list[int]) -> None:
     server.add("/big.mp3", body=BIG)
     server.add("/big2.mp3", body=BIG)
@@ -62,10 +62,27 @@ def test_large_body_is_read_directly_and_the_connection_is_not_reused(
     assert (tmp_path / "a.part").read_bytes() == BIG and result.size == len(BIG)
     assert len(direct_reads) == 1 and 0 < direct_reads[0] < len(BIG)
     assert sum(e.bytes for e in events if isinstance(e, Advanced)) == len(BIG)
-    fetch(server, "/big2.mp3", tmp_path / "b.part", expected=len(BIG))
-    assert (tmp_path / "b.part").read_bytes() == BIG
-    first, second = server.requests_to("/big.mp3")[0], server.requests_to("/big2.mp3")[0]
-    assert first.connection != second.connection
+    fetch_in_turn(server, ["/big.mp3", "/big2.mp3"], tmp_path, len(BIG))
+    assert len(direct_reads) == 3
+    assert (tmp_path / "0.part").read_bytes() == BIG == (tmp_path / "1.part").read_bytes()
+    first, second = server.requests_to("/big.mp3")[1], server.requests_to("/big2.mp3")[0]
+    assert first.connection == second.connection  # h11 was told the body had ended
+
+
+def test_a_direct_body_that_timed_out_never_lends_its_connection(
+        server: TestServer, tmp_path: Path, direct_reads: list[int]) -> None:
+    # The server keeps that connection open and sends the rest later: were it reused,
+    # those late bytes would be read as the next answer.
+    server.add("/stall.mp3", body=BIG, stall_after=[600_000], stall_seconds=1.5)
+    server.add("/next.mp3", body=BIG)
+    settings = DownloadSettings(retries=2, backoff=0.01, timeout=0.5)
+    fetch_in_turn(server, ["/stall.mp3", "/next.mp3"], tmp_path, len(BIG), settings)
+    assert (tmp_path / "0.part").read_bytes() == BIG == (tmp_path / "1.part").read_bytes()
+    stalled, resumed = server.requests_to("/stall.mp3")
+    assert resumed.headers["range"] == "bytes=600000-"
+    later = server.requests_to("/next.mp3")[0]
+    assert stalled.connection not in (resumed.connection, later.connection)
+    assert resumed.connection == later.connection  # that body ended whole
 
 
 def test_small_body_stays_on_httpx_and_keeps_its_connection(

@@ -4,7 +4,9 @@ httpx sends the request, follows nothing (redirects are ours), reads the headers
 the first body bytes; from then on a plain-HTTP body with a known length is read by
 :func:`read_rest` with ``recv_into`` into one reused buffer, hashed and written by the
 same thread: one hand-off per body instead of several per read, no copies between
-layers. What the body loop promises is kept here too:
+layers, and on a fast link one system call per mebibyte (the socket blocks, with a
+receive timeout, and each read waits for a whole piece). What the body loop promises
+is kept here too:
 
 - bytes that arrived are written before any error is reported (a timeout, a broken
   connection, a cancellation): a retry resumes after them;
@@ -12,8 +14,10 @@ layers. What the body loop promises is kept here too:
 - a body slower than ``min_speed`` over ``speed_window`` ends it (``too slow``);
 - a cancelled task stops the thread within :data:`POLL_SECONDS` and keeps the bytes.
 
-The connection is not reused afterwards: h11 never saw the body, so httpcore closes it
-when the response is closed.
+After a body read whole this way, h11 is told that its body has ended (the one private
+attribute fetcher sets in h11: its Content-Length reader's count of bytes to come), so
+the connection goes back to httpcore's pool for the next episode. A body that ended
+early leaves h11 waiting for bytes that never come: its connection is closed.
 """
 
 from __future__ import annotations
@@ -21,13 +25,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import select
 import socket
+import struct
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -61,6 +66,9 @@ class DirectBody:
     stream: PlainSocketStream
     #: Body bytes still on the wire.
     remaining: int
+    #: h11's reader of the body (a ContentLengthReader), to be told of its end; None
+    #: when httpx's, httpcore's or h11's private names moved (the connection is closed).
+    reader: Any = None
 
     @property
     def sock(self) -> socket.socket:
@@ -104,17 +112,40 @@ def direct_body(response: httpx.Response, received: int) -> DirectBody | None:
     remaining = int(length) - received
     if remaining < DIRECT_MIN_BYTES:
         return None
-    return DirectBody(stream, remaining)
+    reader = _body_reader(response)
+    return DirectBody(stream, remaining,
+                      reader if getattr(reader, "_remaining", None) == remaining else None)
 
 
-async def end_pieces(pieces: AsyncGenerator[bytes, None], direct: DirectBody | None) -> None:
-    """End httpx's body iterator *pieces*. After a direct read its stream reports the
-    end, so the iterator and the ones under it finish at once and httpcore closes the
-    connection (left suspended, each would be finalised later by a task of its own)."""
+def _body_reader(response: httpx.Response) -> Any:
+    """h11's reader of *response*'s body, through httpx's and httpcore's private names
+    (response stream, httpcore stream, pool stream, HTTP/1.1 connection), or None."""
+    stream: Any = response.stream
+    try:
+        reader = stream._stream._httpcore_stream._stream._connection._h11_state._reader
+    except AttributeError:
+        return None
+    return reader if type(reader).__name__ == "ContentLengthReader" else None
+
+
+async def end_pieces(pieces: AsyncGenerator[bytes, None], direct: DirectBody | None,
+                     whole: bool = False) -> None:
+    """End httpx's body iterator *pieces* (left suspended, each iterator under it would
+    be finalised later by a task of its own).
+
+    After a direct read of the *whole* body, h11 is told that no byte is to come: it
+    ends the response, and httpcore keeps the connection for the next request. After a
+    direct read that ended early, the stream reports the end of the connection, so the
+    iterators finish at once and httpcore closes it.
+    """
     if direct is None:
         await pieces.aclose()
         return
-    direct.stream.taken = True
+    reader = direct.reader
+    if whole and reader is not None and getattr(reader, "_remaining", None) == direct.remaining:
+        reader._remaining = 0
+    else:
+        direct.stream.taken = True
     with contextlib.suppress(httpx.HTTPError):
         async for _ in pieces:
             pass
@@ -176,11 +207,14 @@ async def read_rest(body: DirectBody, sink: Sink, limits: Limits,
 
 def _pump(body: DirectBody, sink: Sink, limits: Limits, cancel: threading.Event,
           report: Callable[[int], None]) -> Result:
+    """Read the body in CHUNK_SIZE pieces: the socket is made blocking for the while,
+    with a receive timeout of POLL_SECONDS, and each read waits for a whole piece
+    (MSG_WAITALL), returning early with what arrived when the timeout passes: one
+    system call per mebibyte on a fast link, a look at the flags every POLL_SECONDS on
+    a slow one."""
     sock = body.sock
     buffer = bytearray(min(CHUNK_SIZE, body.remaining))
     view = memoryview(buffer)
-    poller = select.poll()
-    poller.register(sock, select.POLLIN)
     remaining = body.remaining
     filled = received = 0
     now = last_data = window_start = flushed = time.monotonic()
@@ -196,29 +230,31 @@ def _pump(body: DirectBody, sink: Sink, limits: Limits, cancel: threading.Event,
             filled = 0
             failpoint("download-streaming")
 
+    sock.setblocking(True)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _POLL_TIMEVAL)
     try:
         while remaining:
             if cancel.is_set():
                 ending = Ending.CANCELLED
                 break
             try:
-                count = sock.recv_into(view[filled:], min(remaining, len(buffer) - filled))
-            except BlockingIOError:
-                poller.poll(POLL_SECONDS * 1000)
+                count = sock.recv_into(view[filled:], min(remaining, len(buffer) - filled),
+                                       socket.MSG_WAITALL)
+            except BlockingIOError:  # the receive timeout passed with nothing new
                 now = time.monotonic()
                 if now - last_data >= limits.timeout:
                     ending = Ending.TIMED_OUT
                     break
-                count = 0
+                count = -1
             except InterruptedError:
                 continue
             except OSError as error:
                 ending, detail = Ending.BROKEN, type(error).__name__
                 break
-            else:
-                if count == 0:
-                    ending = Ending.CLOSED
-                    break
+            if count == 0:
+                ending = Ending.CLOSED
+                break
+            if count > 0:
                 now = last_data = time.monotonic()
                 filled += count
                 received += count
@@ -236,4 +272,18 @@ def _pump(body: DirectBody, sink: Sink, limits: Limits, cancel: threading.Event,
     finally:
         # Whatever happened, the bytes that arrived are kept for the resume.
         flush()
+        with contextlib.suppress(OSError):
+            # As asyncio (and the next request on this connection) expects it.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _NO_TIMEVAL)
+            sock.setblocking(False)
     return Result(ending, received, detail)
+
+
+def _timeval(seconds: float) -> bytes:
+    """A struct timeval for SO_RCVTIMEO (time_t and suseconds_t are C longs)."""
+    whole, micro = divmod(round(seconds * 1_000_000), 1_000_000)
+    return struct.pack("ll", whole, micro)
+
+
+_POLL_TIMEVAL = _timeval(POLL_SECONDS)
+_NO_TIMEVAL = _timeval(0)

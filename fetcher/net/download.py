@@ -280,6 +280,7 @@ class Downloader(Http):
         received_here = 0
         looked_for_direct = False
         taken: DirectBody | None = None
+        whole = False
         try:
             async for piece in pieces:
                 received_here += len(piece)
@@ -319,6 +320,7 @@ class Downloader(Http):
                 if direct is not None and sink.size + len(buffer) + direct.remaining <= limit:
                     taken, first, buffer = direct, buffer, bytearray()
                     await self._read_direct(request, direct, sink, first)
+                    whole = True
                     break
         except asyncio.CancelledError:
             # Interrupted: keep what arrived so that the next run resumes from it.
@@ -329,7 +331,7 @@ class Downloader(Http):
             await flush()
             raise body_error(exc, url=request.url, key=request.key, received=sink.size) from None
         finally:
-            await end_pieces(pieces, taken)
+            await end_pieces(pieces, taken, whole)
         await flush()
         if sniffing:
             self._sniff(request, head)
