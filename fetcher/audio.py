@@ -7,12 +7,14 @@ fetcher (or anyone else) writes, and can be computed while the bytes stream in.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import mmap
 import os
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 ID3V1_SIZE = 128
 
@@ -252,6 +254,58 @@ def file_digests(path: Path, chunk_size: int = 1 << 20) -> tuple[str, str]:
     return tag_sha256(path), payload_sha256(path, chunk_size)
 
 
+def measure_duration_ms(source: str | os.PathLike[str] | Bytes) -> int | None:
+    """The audio's real play time in ms, or None when no MPEG frames are found.
+
+    *source* is a path, or the file's bytes (a :func:`mapped` view of it, say). In order
+    of cost: the Xing/Info or VBRI frame count when the first frame has one; for
+    constant bitrate (the bitrate of frames sampled across the whole file agree) the
+    payload size divided by the bitrate; otherwise every frame header is walked, which
+    is exact for VBR files without a header.
+    """
+    if isinstance(source, str | os.PathLike):
+        with open(source, "rb") as file, mapped(file.fileno()) as data:  # noqa: PTH123
+            return _duration_ms(data)
+    return _duration_ms(source)
+
+
+#: The bytes of a file: in memory, or mapped (reading a mapped file releases no lock:
+#: a thread among many that read what it needs this way is not held up at every read).
+Bytes = bytes | bytearray | mmap.mmap
+
+
+@contextlib.contextmanager
+def mapped(fd: int) -> Iterator[Bytes]:
+    """The bytes of the open file *fd*, mapped for reading (empty for an empty file).
+    The file must not shrink while they are read."""
+    if os.fstat(fd).st_size == 0:
+        yield b""
+        return
+    with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as data:
+        yield data
+
+
+def _duration_ms(data: Bytes) -> int | None:
+    size = len(data)
+    start = id3v2_size(bytes(data[:10])) or 0
+    block = bytes(data[start : start + (1 << 16)])
+    pos = _find_sync(block)
+    if pos is None:
+        return None
+    first = parse_frame_header(block, pos)
+    assert first is not None
+    counted = _xing_frames(block[pos : pos + first.length], first)
+    if counted is not None:
+        return round(counted * first.samples * 1000 / first.sample_rate)
+    end = size
+    if size - start >= ID3V1_SIZE and data[size - ID3V1_SIZE : size - ID3V1_SIZE + 3] == b"TAG":
+        end -= ID3V1_SIZE
+    audio_bytes = end - (start + pos)
+    if _constant_bitrate(data, start + pos, end, first):
+        return round(audio_bytes * 8 / first.bitrate_kbps)
+    return _walk_frames(data, start + pos, end)
+
+
 def _xing_frames(frame: bytes, header: FrameHeader) -> int | None:
     """Frame count from a Xing/Info or VBRI header inside the first frame."""
     if header.version == 1:
@@ -270,48 +324,6 @@ def _xing_frames(frame: bytes, header: FrameHeader) -> int | None:
     return None
 
 
-def measure_duration_ms(source: Path | BinaryIO) -> int | None:
-    """The audio's real play time in ms, or None when no MPEG frames are found.
-
-    *source* is a path or a file already open for reading (its position is not kept).
-    In order of cost: the Xing/Info or VBRI frame count when the first frame has one;
-    for constant bitrate (the bitrate of frames sampled across the whole file agree)
-    the payload size divided by the bitrate; otherwise every frame header is walked,
-    which is exact for VBR files without a header.
-    """
-    if isinstance(source, str | os.PathLike):
-        with open(source, "rb") as file:  # noqa: PTH123 - a path or a file, either
-            return _duration_ms(file)
-    return _duration_ms(source)
-
-
-def _duration_ms(file: BinaryIO) -> int | None:
-    size = file.seek(0, 2)
-    file.seek(0)
-    head = file.read(10)
-    start = id3v2_size(head) or 0
-    file.seek(start)
-    data = file.read(1 << 16)
-    pos = _find_sync(data)
-    if pos is None:
-        return None
-    first = parse_frame_header(data, pos)
-    assert first is not None
-    frame_bytes = data[pos : pos + first.length]
-    counted = _xing_frames(frame_bytes, first)
-    if counted is not None:
-        return round(counted * first.samples * 1000 / first.sample_rate)
-    end = size
-    if size - start >= ID3V1_SIZE:
-        file.seek(size - ID3V1_SIZE)
-        if file.read(3) == b"TAG":
-            end -= ID3V1_SIZE
-    audio_bytes = end - (start + pos)
-    if _constant_bitrate(file, start + pos, end, first):
-        return round(audio_bytes * 8 / first.bitrate_kbps)
-    return _walk_frames(file, start + pos)
-
-
 #: Positions sampled across a file to decide whether its bitrate is constant: one per
 #: 64 KiB of audio, at least :data:`_MIN_SAMPLES` and at most :data:`_SAMPLES`.
 _SAMPLES = 48
@@ -321,15 +333,14 @@ _MIN_SAMPLES = 12
 _SAMPLE_BYTES = 4096
 
 
-def _constant_bitrate(file: BinaryIO, start: int, end: int, first: FrameHeader) -> bool:
+def _constant_bitrate(data: Bytes, start: int, end: int, first: FrameHeader) -> bool:
     span = end - start
     if span <= 0:
         return True
     samples = max(_MIN_SAMPLES, min(_SAMPLES, span // (64 * 1024)))
     for index in range(1, samples):
         position = start + span * index // samples
-        file.seek(position)
-        block = file.read(_SAMPLE_BYTES)
+        block = bytes(data[position : min(position + _SAMPLE_BYTES, len(data))])
         found = _find_sync(block)
         if found is None:
             if len(block) < _SAMPLE_BYTES:
@@ -359,22 +370,11 @@ def _find_sync(data: bytes) -> int | None:
     return None
 
 
-def _walk_frames(file: BinaryIO, start: int) -> int | None:
+def _walk_frames(data: Bytes, start: int, end: int) -> int | None:
     samples_ms = 0.0
     pos = start
-    block = b""
-    block_start = start
-    file.seek(start)
-    while True:
-        rel = pos - block_start
-        if rel + 4 > len(block):
-            file.seek(pos)
-            block = file.read(1 << 20)
-            block_start = pos
-            rel = 0
-            if len(block) < 4:
-                break
-        header = parse_frame_header(block, rel)
+    while pos + 4 <= end:
+        header = parse_frame_header(bytes(data[pos : pos + 4]))
         if header is None or header.length <= 0:
             break
         samples_ms += header.samples * 1000 / header.sample_rate

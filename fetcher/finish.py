@@ -10,20 +10,20 @@ it, and the manifest row is written last.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
 import os
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime, timedelta
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
-from fetcher.audio import audio_kind, file_sha256, measure_duration_ms
+from fetcher.audio import audio_kind, file_sha256, mapped, measure_duration_ms
 from fetcher.config import Config
-from fetcher.errors import FetcherError, NotAudioError, is_permanent, redact_url, shown_source
+from fetcher.errors import FetcherError, NotAudioError, redact_url, shown_source
 from fetcher.events import EventSink, Outcome, Status
 from fetcher.extras import Chapters, SideFile, fetch_transcripts
 from fetcher.failpoints import failpoint
@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from fetcher.tagging.writer import Tagged
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 async def uninterrupted(work: Coroutine[Any, Any, Outcome]) -> Outcome:
@@ -76,6 +77,25 @@ class Finisher:
         self._images = Images(config.tags)
         self._chapters = Chapters(archive.journal_dir.parent / "chapters")
         self._hasher: Callable[[str], str] | None = None
+        #: The names in the partial directory when the first download began.
+        self._found: frozenset[str] | None = None
+        self._finishing: ThreadPoolExecutor | None = None
+
+    async def _blocking(self, work: Callable[..., T], /, *args: Any) -> T:
+        """Run *work* on the finishing threads. They are as many as the cores (at most
+        the jobs): each finishing call is a string of system calls, and more threads
+        than cores would only pass the interpreter's lock back and forth at each one."""
+        if self._finishing is None:
+            workers = max(1, min(self.config.download.jobs, os.cpu_count() or 1))
+            self._finishing = ThreadPoolExecutor(workers, thread_name_prefix="fetcher-finish")
+        return await asyncio.get_running_loop().run_in_executor(
+            self._finishing, functools.partial(work, *args))
+
+    def close_finishing(self) -> None:
+        """End the finishing threads (every call on them has returned)."""
+        if self._finishing is not None:
+            self._finishing.shutdown(wait=True)
+            self._finishing = None
 
     async def _finish_download(
         self, step: Step, episode: Episode, downloaded: Downloaded
@@ -87,15 +107,15 @@ class Finisher:
         assert step.path is not None
         cover, images = await self._images.for_episode(episode)
         record_now = not (episode.transcripts and self._downloader is not None)
-        staged = await asyncio.to_thread(self._archive_mp3, step, episode, downloaded, cover,
-                                         images, record_now)
+        staged = await self._blocking(self._archive_mp3, step, episode, downloaded, cover,
+                                      images, record_now)
         if staged.kind != "mp3":
             return await self._finish_other(step, episode, downloaded, staged.kind)
         assert staged.target is not None and staged.stat is not None
         files: list[SideFile] = []
         if not record_now:
             files = await self._side_files(step, episode, staged.target, "mp3")
-            await asyncio.to_thread(
+            await self._blocking(
                 self._save_and_forget, sidecar_path(downloaded.path), episode,
                 self._archived_record(step, episode, downloaded, staged.stat,
                                       staged.duration, staged.tag_sha256, "mp3", files))
@@ -112,16 +132,17 @@ class Finisher:
         assert step.path is not None
         partial = downloaded.path
         with open_staged(partial) as file:
-            file.seek(downloaded.reserve)
-            kind = audio_kind(file.read(64)) or "mp3"
-            if kind != "mp3":
-                return _Staged(kind)
-            # From here on the file's length changes as it is tagged: the marker lets a
-            # run that stops before the commit finish from disk (see staging).
-            mark_verified(downloaded)
-            failpoint("download-verified")
-            duration = measure_duration_ms(file)
+            with mapped(file.fileno()) as data:  # read without a system call per read
+                reserve = downloaded.reserve
+                kind = audio_kind(bytes(data[reserve : reserve + 64])) or "mp3"
+                if kind != "mp3":
+                    return _Staged(kind)
+                duration = measure_duration_ms(data)
             if duration is not None:
+                # From here on the file's length changes as it is tagged: the marker
+                # lets a run that stops before the commit finish from disk (staging).
+                mark_verified(downloaded)
+                failpoint("download-verified")
                 tagged = self._write_tag(partial, episode, duration, cover, images,
                                          journal=False, file=file)
         if duration is None:
@@ -156,7 +177,7 @@ class Finisher:
             return duration, digest
 
         try:
-            duration, digest = await asyncio.to_thread(tag_and_hash)
+            duration, digest = await self._blocking(tag_and_hash)
         except FetcherError:
             discard_partial(partial)  # a file mutagen cannot read is not worth resuming
             raise
@@ -168,9 +189,9 @@ class Finisher:
         """Give a tagged partial file (fsynced) its final name, then fetch the files
         beside it, then write its manifest row, then forget its sidecar."""
         assert step.path is not None
-        target, stat = await asyncio.to_thread(self._commit, downloaded.path, step.path)
+        target, stat = await self._blocking(self._commit, downloaded.path, step.path)
         files = await self._side_files(step, episode, target, kind, duration)
-        await asyncio.to_thread(
+        await self._blocking(
             self._save_and_forget, sidecar_path(downloaded.path), episode,
             self._archived_record(step, episode, downloaded, stat, duration, tag_digest,
                                   kind, files))
@@ -198,7 +219,7 @@ class Finisher:
 
             data = chapters_json(final_chapters(episode, duration), episode)
             name = f"{target.stem}.chapters.json"
-            await asyncio.to_thread(place_file, data, target.with_name(name),
+            await self._blocking(place_file, data, target.with_name(name),
                                     self.archive.journal_dir)
             files.append(SideFile("chapters", str(relative.with_name(name)),
                                   hashlib.sha256(data).hexdigest(), len(data)))
@@ -207,9 +228,9 @@ class Finisher:
     async def _record(self, step: Step, episode: Episode, downloaded: Downloaded,
                       target: Path, duration: int | None, tag_digest: str) -> os.stat_result:
         """Commit the manifest row of a file that now has its final name."""
-        stat = await asyncio.to_thread(target.stat)
+        stat = await self._blocking(target.stat)
         # The commit (an fsync) runs in a thread: other downloads go on meanwhile.
-        await asyncio.to_thread(self._save_and_forget, None, episode, self._archived_record(
+        await self._blocking(self._save_and_forget, None, episode, self._archived_record(
             step, episode, downloaded, stat, duration, tag_digest, "mp3", []))
         return stat
 
@@ -277,11 +298,12 @@ class Finisher:
             from fetcher.tagging.other import write_other_tags
 
             cover, _ = await self._images.for_episode(episode)
-            await asyncio.to_thread(write_other_tags, target, episode, cover,
-                                    temp_dir=self.archive.journal_dir)
-            digest, audio_digest = "", await asyncio.to_thread(file_sha256, target)
+            await self._blocking(functools.partial(write_other_tags,
+                                                   temp_dir=self.archive.journal_dir),
+                                 target, episode, cover)
+            digest, audio_digest = "", await self._blocking(file_sha256, target)
         files = await self._side_files(step, episode, target, kind, duration)
-        stat = await asyncio.to_thread(target.stat)
+        stat = await self._blocking(target.stat)
         record = dataclasses.replace(
             step.record,
             show_slug=episode.show_slug,
@@ -301,15 +323,15 @@ class Finisher:
             files=_files_json(files),
             feed=redact_url(episode.feed_url) if episode.feed_url else step.record.feed,
         )
-        await asyncio.to_thread(self._save_and_settle, episode, record)
+        await self._blocking(self._save_and_settle, episode, record)
         return Outcome(Status.RETAGGED, episode.source, episode, target, stat.st_size,
                        transcripts=_transcripts(files))
 
     async def _tag(self, path: Path, episode: Episode, duration: int | None, *,
                    journal: bool) -> Tagged:
         cover, images = await self._images.for_episode(episode)
-        return await asyncio.to_thread(self._write_tag, path, episode, duration, cover,
-                                       images, journal=journal)
+        return await self._blocking(functools.partial(self._write_tag, journal=journal),
+                                    path, episode, duration, cover, images)
 
     def _write_tag(self, path: Path, episode: Episode, duration: int | None,
                    cover: bytes | None, images: dict[str, bytes], *, journal: bool,
@@ -335,27 +357,6 @@ class Finisher:
         run sees as changed, so that it tries the cover again."""
         fingerprint = tag_fingerprint(episode, self.config.tags)
         return fingerprint + "+no-cover" if self._images.cover_missing(episode) else fingerprint
-
-    def _remember_failure(self, episode: Episode, message: str,
-                          error: FetcherError | None = None) -> None:
-        """Record a failure; a permanent one gets its next try (1 day, doubling to 30)."""
-        with contextlib.suppress(FetcherError):
-            record = self.manifest.get(episode.guid)
-            next_try = None
-            if error is not None and is_permanent(error):
-                failures = record.failures if record is not None else 0
-                wait = timedelta(days=min(2 ** failures, 30))
-                next_try = (datetime.now(UTC) + wait).isoformat(timespec="seconds")
-            if record is not None:
-                self.manifest.record_error(episode.guid, message, now_iso(),
-                                           next_try=next_try)
-            else:
-                self.manifest.save(
-                    Record(episode.guid, episode.show_slug, shown_source(episode.source),
-                           redact_url(episode.audio_url), last_error=message,
-                           last_error_at=now_iso(), url_hash=self._url_hash(episode.audio_url),
-                           failures=1 if next_try else 0, next_try=next_try)
-                )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

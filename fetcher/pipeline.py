@@ -11,20 +11,24 @@ committed finish.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from fetcher.audio import kind_for, measure_duration_ms, payload_sha256
-from fetcher.errors import DownloadError, FetcherError
+from fetcher.errors import DownloadError, FetcherError, is_permanent, redact_url, shown_source
 from fetcher.events import EpisodeDone, Outcome, Status
 from fetcher.finish import Finisher, uninterrupted
 from fetcher.model import Episode
 from fetcher.plan import Action, Plan, Step
 from fetcher.staging import sidecar_path, verified_download
+from fetcher.store.local import now_iso
+from fetcher.store.manifest import Record
 
 if TYPE_CHECKING:
     # The download and tag stages (httpx, tenacity, mutagen) are imported only when
@@ -84,6 +88,7 @@ class Pipeline(Finisher):
                 finally:
                     if stop is not None:
                         self._remove_signals()
+                    self.close_finishing()
                 interrupted = bool(stop and stop.is_set())
                 for (index, step), result in zip(work, results, strict=True):
                     if isinstance(result, Outcome):
@@ -150,6 +155,27 @@ class Pipeline(Finisher):
             await run_after_episode(self.config.hooks, outcome)
         return outcome
 
+    def _remember_failure(self, episode: Episode, message: str,
+                          error: FetcherError | None = None) -> None:
+        """Record a failure; a permanent one gets its next try (1 day, doubling to 30)."""
+        with contextlib.suppress(FetcherError):
+            record = self.manifest.get(episode.guid)
+            next_try = None
+            if error is not None and is_permanent(error):
+                failures = record.failures if record is not None else 0
+                wait = timedelta(days=min(2 ** failures, 30))
+                next_try = (datetime.now(UTC) + wait).isoformat(timespec="seconds")
+            if record is not None:
+                self.manifest.record_error(episode.guid, message, now_iso(),
+                                           next_try=next_try)
+            else:
+                self.manifest.save(
+                    Record(episode.guid, episode.show_slug, shown_source(episode.source),
+                           redact_url(episode.audio_url), last_error=message,
+                           last_error_at=now_iso(), url_hash=self._url_hash(episode.audio_url),
+                           failures=1 if next_try else 0, next_try=next_try)
+                )
+
     # --- a new or changed episode -----------------------------------------------------
 
     async def _download(self, step: Step, episode: Episode) -> Outcome:
@@ -170,9 +196,7 @@ class Pipeline(Finisher):
         reserve = 0
         if kind_for(episode.audio_type, episode.audio_url) == "mp3":
             cover, images = await self._images.for_episode(episode)
-            reserve = await asyncio.to_thread(
-                reserve_for, episode, self.config.tags, cover, images
-            )
+            reserve = reserve_for(episode, self.config.tags, cover, images)  # ~0.1 ms
         downloaded = await self._downloader.fetch(
             DownloadRequest(episode.label, episode.audio_url, partial, episode.expected_bytes,
                             reserve=reserve, url_id=self._url_hash(episode.audio_url),
@@ -185,8 +209,8 @@ class Pipeline(Finisher):
         crash, without downloading it again: its audio must hash to what was verified."""
         assert step.path is not None
         partial = self.archive.partial_path(episode.guid)
-        if partial.exists() or not sidecar_path(partial).exists():
-            return None  # the common case, settled by two stats
+        if not self._left_behind(sidecar_path(partial)) or partial.exists():
+            return None  # the common case: nothing of it was in the partial directory
         verified = verified_download(partial, self._url_hash(episode.audio_url))
         if verified is None:
             return None
@@ -195,14 +219,14 @@ class Pipeline(Finisher):
         except FetcherError:
             return None
         if not target.is_file() or (
-            await asyncio.to_thread(payload_sha256, target) != verified.audio_sha256
+            await self._blocking(payload_sha256, target) != verified.audio_sha256
         ):
             return None
         log.info("%s: adopting %s, archived just before an interruption", episode.label,
                  step.path)
 
         async def finish() -> Outcome:
-            duration = await asyncio.to_thread(measure_duration_ms, target)
+            duration = await self._blocking(measure_duration_ms, target)
             tagged = await self._tag(target, episode, duration, journal=True)
             stat = await self._record(step, episode, verified, target, duration,
                                       tagged.tag_sha256)
@@ -211,6 +235,16 @@ class Pipeline(Finisher):
 
         return await uninterrupted(finish())
 
+    def _left_behind(self, path: Path) -> bool:
+        """Whether *path*, in the partial directory, was there when this run's first
+        download began (one listing of the directory, not a stat per episode)."""
+        if self._found is None:
+            try:
+                self._found = frozenset(p.name for p in path.parent.iterdir())
+            except OSError:
+                self._found = frozenset()
+        return path.name in self._found
+
     async def _recognise(self, step: Step, episode: Episode) -> Outcome | None:
         """Keep an archived file whose size changed but whose audio is what was
         archived (a tag rewrite stopped before the manifest learnt the new size): it is
@@ -218,7 +252,7 @@ class Pipeline(Finisher):
         assert step.path is not None and step.record is not None
         try:
             target = self.archive.existing_file(step.path)
-            digest = await asyncio.to_thread(payload_sha256, target)
+            digest = await self._blocking(payload_sha256, target)
         except (FetcherError, OSError):
             return None
         if digest != step.record.audio_sha256:
@@ -234,5 +268,5 @@ class Pipeline(Finisher):
         target = self.archive.existing_file(step.path)
         duration = step.record.duration_ms
         if duration is None and step.record.format == "mp3":
-            duration = await asyncio.to_thread(measure_duration_ms, target)
+            duration = await self._blocking(measure_duration_ms, target)
         return await uninterrupted(self._finish_retag(step, episode, target, duration))

@@ -57,9 +57,7 @@ def write_atomic(path: Path, data: bytes, *, sync_directory: bool = False,
     leaves the old or the new version, whole.
     """
     temporary = path.with_name(path.name + ".tmp")
-    with contextlib.suppress(FileNotFoundError):
-        temporary.unlink()
-    fd = open_nofollow(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    fd = _create_new(temporary)
     try:
         try:
             view = memoryview(data)
@@ -76,6 +74,18 @@ def write_atomic(path: Path, data: bytes, *, sync_directory: bool = False,
         raise
     if sync_directory:
         fsync_directory(path.parent)
+
+
+def _create_new(path: Path) -> int:
+    """A file made afresh at *path* for writing: created here (``O_EXCL``), so that it
+    can be nothing but a new regular file with one name; one left by a crash is
+    removed first."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC
+    try:
+        return os.open(path, flags, 0o644)
+    except FileExistsError:
+        path.unlink()  # a link planted there is removed, never followed
+        return os.open(path, flags, 0o644)
 
 
 def read_state(path: Path, limit: int = 1 << 20) -> bytes:

@@ -228,58 +228,62 @@ def placeholder_tag(size: int) -> bytes:
 
 
 class Sink:
-    """The open partial file, hashed as it grows. Its methods block: run them in a thread.
+    """The partial file, hashed as it grows. Its methods block: run them in a thread.
 
     With a *reserve*, the file starts with an empty ID3 tag of that many bytes and the
     body follows it: the tagger later writes the real tag into that room, so the audio
     is written exactly once. ``size`` counts body bytes only.
+
+    A new download's file is made by its first write (in the thread that writes the
+    body, not in the event loop, and not at all when no byte arrives); resuming at
+    *offset* opens the file at once and re-hashes what it holds.
     """
 
     def __init__(self, path: Path, offset: int, reserve: int):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = open_nofollow(path, os.O_RDWR | os.O_CREAT)
         self.path = path
-        self.file = os.fdopen(fd, "r+b", buffering=0)
         self.reserve = reserve
-        self._validators: Validators | None = None
         self.hasher = PayloadHasher()
         self.size = 0
+        self._fd: int | None = None
+        self._validators: Validators | None = None
         if offset:
-            self._rehash(offset)
-        else:
-            self._start()
-        self.file.truncate(reserve + offset)
-        self.file.seek(reserve + offset)
-        self.size = offset
+            fd = self._open()
+            self._rehash(fd, offset)
+            os.ftruncate(fd, reserve + offset)
+            self.size = offset
 
-    def _start(self) -> None:
-        self.file.seek(0)
-        self.file.truncate(0)
+    def _open(self) -> int:
+        try:
+            fd = open_nofollow(self.path, os.O_RDWR | os.O_CREAT)
+        except FileNotFoundError:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = open_nofollow(self.path, os.O_RDWR | os.O_CREAT)
+        self._fd = fd
+        return fd
+
+    def _start(self, fd: int) -> None:
+        """An empty file with the room for the tag (an empty ID3 tag) at its front."""
+        os.ftruncate(fd, 0)
         if self.reserve:
-            self.file.write(placeholder_tag(self.reserve))
+            os.pwrite(fd, placeholder_tag(self.reserve), 0)
             # Extending by truncate leaves a hole: the padding costs no writes now.
-            self.file.truncate(self.reserve)
+            os.ftruncate(fd, self.reserve)
 
-    def _rehash(self, offset: int) -> None:
-        self.file.seek(self.reserve)
-        remaining = offset
-        while remaining:
-            chunk = self.file.read(min(CHUNK_SIZE, remaining))
+    def _rehash(self, fd: int, offset: int) -> None:
+        position, end = self.reserve, self.reserve + offset
+        while position < end:
+            chunk = os.pread(fd, min(CHUNK_SIZE, end - position), position)
             if not chunk:
                 break
             self.hasher.update(chunk)
-            remaining -= len(chunk)
+            position += len(chunk)
 
     def head(self, n: int) -> bytes:
-        position = self.file.tell()
-        self.file.seek(self.reserve)
-        data = self.file.read(n)
-        self.file.seek(position)
-        return data
+        return os.pread(self._fd, n, self.reserve) if self._fd is not None else b""
 
     def restart(self) -> None:
-        self._start()
-        self.file.seek(self.reserve)
+        if self._fd is not None:
+            self._start(self._fd)
         self.hasher = PayloadHasher()
         self.size = 0
 
@@ -290,15 +294,19 @@ class Sink:
         self._validators = validators
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
+        fd = self._fd
+        if fd is None:
+            fd = self._open()
+            self._start(fd)
         if self._validators is not None:
             save_validators(self.path, self._validators)
             self._validators = None
         view = memoryview(data)
+        position = self.reserve + self.size
         while view:
-            written = self.file.write(view)
-            if written is None:
-                raise BlockingIOError("write would block")
+            written = os.pwrite(fd, view, position)
             view = view[written:]
+            position += written
         self.hasher.update(data)
         self.size += len(data)
 
@@ -308,7 +316,9 @@ class Sink:
         return self.hasher.hexdigest()
 
     def close(self) -> None:
-        self.file.close()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def open_staged(partial: Path) -> BinaryIO:

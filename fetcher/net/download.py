@@ -135,7 +135,7 @@ class Downloader(Http):
             log.info("%s: finishing a download verified in an earlier run", request.key)
             return resume.finished
         validators, offset = resume.validators, resume.offset
-        # A new partial file costs a few system calls; resuming one re-hashes what is there.
+        # A new partial file is made by the first write; resuming one re-hashes it.
         sink = (await asyncio.to_thread(Sink, partial, offset, resume.reserve) if offset
                 else Sink(partial, 0, resume.reserve))
         try:

@@ -18,7 +18,7 @@ import os
 import secrets
 import stat
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
@@ -33,6 +33,9 @@ class Archive:
     """An archive directory and the paths fetcher uses inside it."""
 
     root: Path
+    #: The directories that commits have checked (real directories inside the archive),
+    #: so that the next commit into one of them does not check them again.
+    _checked: set[Path] = field(default_factory=set, compare=False, repr=False)
 
     @property
     def state(self) -> Path:
@@ -204,6 +207,10 @@ class Archive:
         return target
 
     def _make_parents(self, target: Path) -> None:
+        if target.parent in self._checked:
+            if target.is_symlink():
+                raise ArchiveError(f"{target}: is a symbolic link; refusing to replace it")
+            return
         root = self.root.resolve()
         current = self.root
         for part in target.relative_to(self.root).parts[:-1]:
@@ -222,6 +229,7 @@ class Archive:
             raise ArchiveError(f"{target}: path leaves the archive")
         if target.is_symlink():
             raise ArchiveError(f"{target}: is a symbolic link; refusing to replace it")
+        self._checked.add(target.parent)
 
 
 def now_iso() -> str:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from fetcher.audio import ID3V1_SIZE, id3v2_size
+from fetcher.audio import ID3V1_SIZE, Bytes, id3v2_size, mapped
 from fetcher.errors import TagError
 from fetcher.failpoints import failpoint
 from fetcher.journal import TEMP_SUFFIX, finish_journal, journal_name, write_journal
@@ -58,8 +58,9 @@ class Tagged:
 MAX_LEADING_TAGS = 8
 
 
-def _leading_tags(file: BinaryIO, path: Path) -> tuple[list[ID3], int]:
-    """The ID3v2 tags at the start of *file* (*path*) and the bytes they occupy together.
+def _leading_tags(data: Bytes, path: Path) -> tuple[list[ID3], int]:
+    """The ID3v2 tags at the start of *data* (*path*'s bytes) and the bytes they occupy
+    together.
 
     A partial download starts with fetcher's empty placeholder tag followed by the
     host's tag; both belong to the region the new tag may be written into.
@@ -67,30 +68,25 @@ def _leading_tags(file: BinaryIO, path: Path) -> tuple[list[ID3], int]:
     tags: list[ID3] = []
     region = 0
     for _ in range(MAX_LEADING_TAGS):
-        file.seek(region)
-        header = file.read(10)
-        size = id3v2_size(header)
+        size = id3v2_size(bytes(data[region : region + 10]))
         if size is None:
             break
-        data = header + file.read(size - 10)
-        if len(data) < size:
+        if region + size > len(data):
             break  # a tag longer than the file: not a tag we can replace safely
+        tag = bytes(data[region : region + size])
         region += size
-        if data[10:].strip(b"\x00"):  # not an empty tag (fetcher's placeholder): read it
+        if tag[10:].strip(b"\x00"):  # not an empty tag (fetcher's placeholder): read it
             from mutagen.id3 import ID3
 
             try:
-                tags.append(ID3(io.BytesIO(data)))
+                tags.append(ID3(io.BytesIO(tag)))
             except Exception as exc:  # noqa: BLE001 - mutagen raises many kinds
                 log.warning("%s: an existing ID3 tag is unreadable (%s); replaced", path, exc)
     return tags, region
 
 
-def _has_id3v1(file: BinaryIO) -> bool:
-    if file.seek(0, os.SEEK_END) < ID3V1_SIZE:
-        return False
-    file.seek(-ID3V1_SIZE, os.SEEK_END)
-    return file.read(3) == b"TAG"
+def _has_id3v1(data: Bytes) -> bool:
+    return len(data) >= ID3V1_SIZE and data[len(data) - ID3V1_SIZE:][:3] == b"TAG"
 
 
 def write_tags(
@@ -151,7 +147,9 @@ def _write_tags(
             episode.label, duration_ms / 1000, declared,
         )
     chapters = final_chapters(episode, duration_ms)
-    existing, region = _leading_tags(file, path)
+    with mapped(file.fileno()) as data:
+        existing, region = _leading_tags(data, path)
+        strip_v1 = _has_id3v1(data)
     base_url = image_base(episode, settings)
     version = settings.id3_version
     host = host_frames(existing, replace_chapters=bool(chapters),
@@ -160,7 +158,6 @@ def _write_tags(
     encoded = encode_frames([*metadata_frames(episode, cover, version=version), *host,
                              *chapter_frames(chapters, settings, images, base_url)],
                             version=version)
-    strip_v1 = _has_id3v1(file)
     written_chapters = sum(1 for c in chapters if c.toc or settings.hidden_chapters == "untoc")
 
     if in_place and region and len(encoded) + 10 <= region:
