@@ -103,14 +103,16 @@ def cmd_sync(args: argparse.Namespace) -> int:
         else:
             print("\n".join(render.plan_text(report.plan)))
         return EXIT_OK
-    from tqdm.contrib.logging import logging_redirect_tqdm
-
     from fetcher.progress import ProgressView
 
     bars = sys.stderr.isatty() and not args.quiet
     view = ProgressView(sys.stderr, bars=bars)
-    # While bars are drawn, log lines go through tqdm so that they do not tear them.
-    redirect = logging_redirect_tqdm([log]) if bars else contextlib.nullcontext()
+    redirect: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
+    if bars:
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        # While bars are drawn, log lines go through tqdm so that they do not tear them.
+        redirect = logging_redirect_tqdm([log])
     # Up-to-date episodes are listed by --json as they are found, otherwise counted:
     # either way a run over a big archive holds nothing per archived episode.
     stream = args.stream = render.StreamedReport(sys.stdout.write) if args.json else None

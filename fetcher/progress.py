@@ -7,9 +7,7 @@ outside the CLI imports this module.
 from __future__ import annotations
 
 import logging
-from typing import Any, TextIO
-
-from tqdm import tqdm
+from typing import TYPE_CHECKING, Any, TextIO
 
 from fetcher.events import (
     Advanced,
@@ -25,7 +23,17 @@ from fetcher.events import (
 )
 from fetcher.render import size
 
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
 log = logging.getLogger("fetcher")
+
+
+def _bars() -> type[tqdm[Any]]:
+    """tqdm, imported only when bars are drawn (a cron run does without its ~20 ms)."""
+    from tqdm import tqdm
+
+    return tqdm
 
 
 class ProgressView:
@@ -70,13 +78,13 @@ class ProgressView:
 
     def _info(self, message: str) -> None:
         if self.bars:
-            tqdm.write(f"fetcher: {message}", file=self.stream)
+            _bars().write(f"fetcher: {message}", file=self.stream)
         else:
             log.info("%s", message)
 
     def _write_error(self, message: str) -> None:
         if self.bars:
-            tqdm.write(f"fetcher: ERROR: {message}", file=self.stream)
+            _bars().write(f"fetcher: ERROR: {message}", file=self.stream)
         else:
             log.error("%s", message)
 
@@ -99,7 +107,7 @@ class ProgressView:
                 overall.refresh()
             bar = self._files.get(event.key)
             if bar is None:
-                bar = tqdm(total=event.total, initial=event.offset, desc=event.key[-28:],
+                bar = _bars()(total=event.total, initial=event.offset, desc=event.key[-28:],
                            unit="B", unit_scale=True, unit_divisor=1024, leave=False,
                            file=self.stream, dynamic_ncols=True)
                 self._files[event.key] = bar
@@ -120,7 +128,7 @@ class ProgressView:
 
     def _overall_bar(self) -> tqdm[Any]:
         if self._overall is None:
-            self._overall = tqdm(total=0, desc="all", unit="B", unit_scale=True,
+            self._overall = _bars()(total=0, desc="all", unit="B", unit_scale=True,
                                  unit_divisor=1024, file=self.stream, position=0,
                                  dynamic_ncols=True)
         return self._overall

@@ -28,7 +28,7 @@ from fetcher.plan import Action, Plan, Step, build_plan
 from fetcher.planner import plan_run
 from fetcher.sources import ReadOptions, SourceReport, read_sources
 from fetcher.sources.doccache import DocumentCache
-from fetcher.sources.feeds import FeedStates
+from fetcher.sources.reports import FeedStates
 from fetcher.staging import url_digest
 from fetcher.store import Archive, Store
 from fetcher.store.manifest import Manifest

@@ -6,6 +6,7 @@ import asyncio
 
 import httpcore
 import httpx
+import pytest
 from support.httpserver import TestServer
 from support.mp3factory import mp3_bytes
 
@@ -83,3 +84,31 @@ def test_origin_keeps_scheme_host_and_port() -> None:
     assert origin("https://example.com/a") == "https://example.com:443"
     assert origin("http://example.com:8080/a?t=1") == "http://example.com:8080"
     assert origin("http://[::1") == ""
+
+
+def test_cookies_are_read_only_from_answers_that_set_them(
+        server: TestServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A redirect that sets a session cookie is followed with it (as before), while an
+    # answer without Set-Cookie costs no cookie parsing at all.
+    server.add("/plain.mp3", body=AUDIO)
+    server.add("/gate", redirect_to="/final.mp3", set_cookie="session=s3cr3t; Path=/")
+    server.add("/final.mp3", body=AUDIO)
+    built: list[object] = []
+    original = httpx.Cookies._CookieCompatRequest.__init__
+
+    def counted(self: object, *args: object) -> None:
+        built.append(self)
+        original(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(httpx.Cookies._CookieCompatRequest, "__init__", counted)
+
+    async def run() -> tuple[bytes, bytes]:
+        async with Http(DownloadSettings()) as http:
+            plain = await http.fetch_small("p", server.url("/plain.mp3"), max_bytes=1 << 24)
+            assert built == []
+            gated = await http.fetch_small("g", server.url("/gate"), max_bytes=1 << 24)
+        return plain, gated
+
+    assert asyncio.run(run()) == (AUDIO, AUDIO)
+    assert built  # the cookie was read, and sent with the next hop
+    assert server.requests_to("/final.mp3")[0].headers["cookie"] == "session=s3cr3t"

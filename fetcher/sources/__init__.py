@@ -20,7 +20,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from fetcher.aio import run_to_end
 from fetcher.errors import SourceError, is_url
@@ -28,14 +28,6 @@ from fetcher.model import Entry, Episode, Settled, Skipped
 from fetcher.settings import DownloadSettings, FeedSettings
 from fetcher.sources import documents
 from fetcher.sources.doccache import DocumentCache
-from fetcher.sources.feeds import (
-    FeedReader,
-    FeedStates,
-    SourceReport,
-    forget_stale,
-    open_ledger,
-    read_body,
-)
 from fetcher.sources.formats import HEAD_BYTES, choose_format, describe
 from fetcher.sources.local import (
     DOCUMENT_SUFFIXES,
@@ -45,7 +37,11 @@ from fetcher.sources.local import (
     read_files,
     read_local,
 )
+from fetcher.sources.reports import FeedStates, SourceReport
 from fetcher.sources.unique import Unique
+
+if TYPE_CHECKING:
+    from fetcher.sources.feeds import FeedReader
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +101,7 @@ class _Reading:
         async with self._lock:
             if self._reader is None:
                 from fetcher.net.http import Http
+                from fetcher.sources.feeds import FeedReader
 
                 http = await self._stack.enter_async_context(Http(self.options.download))
                 self._reader = FeedReader(http, self.options.feeds, self.options.states,
@@ -157,6 +154,8 @@ class _Reading:
 
     async def _read_xml_file(self, path: Path,
                              name: str) -> tuple[Sequence[Entry | Settled], list[SourceReport]]:
+        from fetcher.sources.feeds import forget_stale, open_ledger, read_body
+
         report = SourceReport(name, "feed")
         limit = self.options.feeds.max_feed_bytes
         states = self.options.states

@@ -14,20 +14,21 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from lxml import etree
 
-from fetcher.errors import FetcherError, SourceError, redact_url, shown_source
-from fetcher.model import Entry, Episode, FeedRecord, ItemRow, Settled, SettledItem, Skipped
+from fetcher.errors import FetcherError, SourceError, redact_url
+from fetcher.model import Entry, Episode, FeedRecord, Settled, Skipped
 from fetcher.settings import FeedSettings
 from fetcher.sources.atom import read_atom_page
 from fetcher.sources.feeditems import FeedLedger, salt
 from fetcher.sources.formats import XMLKind, describe, xml_kind
 from fetcher.sources.opml import read_opml
+from fetcher.sources.reports import FeedStates, SourceReport
 from fetcher.sources.rss import FeedPage, read_feed_page
 from fetcher.sources.twins import Twins
 from fetcher.sources.xmlsafe import NotXML, parse_xml
@@ -42,36 +43,6 @@ FEED_ACCEPT = ("application/rss+xml, application/atom+xml;q=0.9, application/xml
 #: A gone feed (410) is asked again after this long.
 GONE_RETRY = timedelta(days=30)
 
-
-
-class FeedStates(Protocol):
-    def get_feed(self, url: str) -> FeedRecord | None: ...
-    def save_feed(self, record: FeedRecord) -> None: ...
-    def settled_items(self, url: str) -> tuple[dict[str, SettledItem], str]:
-        """The feed's settled items by hash, and the archive directory they are in."""
-        ...
-    def forget_items(self, url: str, items: list[str]) -> None: ...
-    def settle_items(self, rows: Iterable[ItemRow]) -> None:
-        """Remember items found up to date: (feed URL, key, guid, archived path, size)."""
-        ...
-
-
-@dataclass
-class SourceReport:
-    """How reading one source went (one per feed, OPML list or document path)."""
-
-    source: str
-    kind: str
-    status: str = "ok"
-    final_url: str | None = None
-    episodes: int = 0
-    error: str | None = None
-
-    def as_json(self) -> dict[str, object]:
-        return {"source": shown_source(self.source),
-                "kind": self.kind, "status": self.status,
-                "final_url": redact_url(self.final_url) if self.final_url else None,
-                "episodes": self.episodes, "error": self.error}
 
 
 @dataclass

@@ -6,11 +6,10 @@ page saved as ``feed.xml`` is still an HTML page (an error that says so).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from lxml import etree
-
-from fetcher.sources.xmlsafe import split_tag
+if TYPE_CHECKING:
+    from lxml import etree
 
 Format = Literal["documents", "xml"]
 XMLKind = Literal["rss", "atom", "opml"]
@@ -53,6 +52,8 @@ def choose_format(head: bytes) -> Format | None:
 
 
 def xml_kind(root: etree._Element) -> XMLKind | None:
+    from fetcher.sources.xmlsafe import split_tag
+
     namespace, name = split_tag(root.tag)
     if name == "rss":
         return "rss"
@@ -65,6 +66,8 @@ def xml_kind(root: etree._Element) -> XMLKind | None:
 
 def describe(head: bytes, root: etree._Element | None = None) -> str:
     """What a source that no format claims looks like, for the error message."""
+    from fetcher.sources.xmlsafe import split_tag
+
     text = _strip(head[:2048])
     if text.startswith(b"%pdf"):
         return "a PDF document"

@@ -13,7 +13,7 @@ from fetcher.errors import SourceError
 from fetcher.model import Entry, Episode, Settled, Skipped, cleaned
 from fetcher.sources import documents
 from fetcher.sources.doccache import DocumentCache
-from fetcher.sources.feeds import SourceReport
+from fetcher.sources.reports import SourceReport
 
 #: File endings read when a directory is walked (named files are read whatever
 #: their name).

@@ -43,6 +43,8 @@ class Route:
     reset_after: list[int] = field(default_factory=list)
     redirect_to: str | None = None
     redirect_status: int = 302
+    #: A Set-Cookie header for the answer (a redirect's too).
+    set_cookie: str | None = None
     ignore_range: bool = False
     gzip_when_asked: bool = False
     gzip_always: bool = False
@@ -138,8 +140,10 @@ class _Handler(QuietHandler):
         if status is not None:
             extra = {"Retry-After": route.retry_after} if route.retry_after else {}
             return self._simple(entry, status, b"try later", extra)
+        cookie = {"Set-Cookie": route.set_cookie} if route.set_cookie else {}
         if route.redirect_to is not None:
-            return self._simple(entry, route.redirect_status, b"", {"Location": route.redirect_to})
+            return self._simple(entry, route.redirect_status, b"",
+                                {"Location": route.redirect_to, **cookie})
         if route.conditional and (
             self.headers.get("If-None-Match") == route.etag
             or (self.headers.get("If-Modified-Since") == route.last_modified
