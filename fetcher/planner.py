@@ -14,8 +14,9 @@ any filter is active the sources are read whole and planned in one batch, as bef
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import cast
 
@@ -33,6 +34,7 @@ from fetcher.plan import (
 from fetcher.sources import Entry, ReadOptions, SourceReport, read_sources, stream_sources
 from fetcher.sources.doccache import settled_json
 from fetcher.store import Store
+from fetcher.store.layout import render_path
 from fetcher.store.manifest import Manifest, Record
 
 
@@ -47,6 +49,8 @@ class PathOwners:
         self._manifest = manifest
         self._parent = parent
         self._given: dict[str, str] = {}
+        #: The manifest's answers for the paths asked in one query (see :meth:`ask`).
+        self._asked: dict[str, str | None] = {}
 
     def get(self, path: str) -> str | None:
         owner = self._given.get(path)
@@ -54,7 +58,19 @@ class PathOwners:
             return owner
         if self._parent is not None:
             return self._parent.get(path)
+        if path in self._asked:
+            return self._asked[path]
         return self._manifest.owner_of(path)
+
+    def ask(self, paths: Iterable[str]) -> None:
+        """Ask the manifest about *paths* at once (a batch's new episodes) instead of one
+        query each when the plan gets to them."""
+        if self._parent is not None:
+            self._parent.ask(paths)
+            return
+        wanted = [p for p in paths if p not in self._asked]
+        found = self._manifest.owners_of(wanted) if wanted else {}
+        self._asked.update({p: found.get(p) for p in wanted})
 
     def __setitem__(self, path: str, guid: str) -> None:
         self._given[path] = guid
@@ -180,10 +196,24 @@ async def _plan_batch(config: Config, entries: Sequence[Entry | Settled], manife
     return plan, settling
 
 
+def _new_paths(config: Config, entries: Sequence[Entry | Settled],
+               records: Mapping[str, Record]) -> list[str]:
+    """The paths the template gives the episodes the manifest has not archived."""
+    paths = []
+    for entry in entries:
+        if isinstance(entry, Episode):
+            record = records.get(entry.guid)
+            if record is None or record.path is None:
+                with contextlib.suppress(ValueError, KeyError, IndexError):  # planned as such
+                    paths.append(str(render_path(config.template_for(entry), entry)))
+    return paths
+
+
 def _build(config: Config, entries: Sequence[Entry | Settled], manifest: Manifest,
            archive: Store, owners: PathOwners, retry_failed: bool, keep: bool,
            listed: Callable[[Step], None] | None) -> tuple[Plan, Settling]:
     records = manifest.records_for([e.guid for e in entries if isinstance(e, Episode)])
+    owners.ask(_new_paths(config, entries, records))
     settling = Settling(entries)
     counted = settling.counted
     if listed is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from pathlib import Path, PurePosixPath
 
@@ -28,6 +29,13 @@ def test_default_layout() -> None:
     assert render_path(DEFAULT_TEMPLATE, SEED) == PurePosixPath(
         "linux-unplugged/0603 - All Your Kernels Belong to Rust.mp3"
     )
+
+
+def test_a_template_with_formats_and_the_extra_fields() -> None:
+    path = render_path("{show_name}/{date:%Y}/{year}-{episode:>05}-{guid_short}.{ext}", SEED)
+    assert path == PurePosixPath(
+        f"{SEED.show_name}/{SEED.date:%Y}/{SEED.date:%Y}-00603-"
+        f"{hashlib.sha1(SEED.guid.encode()).hexdigest()[:8]}.mp3")
 
 
 @pytest.mark.parametrize(

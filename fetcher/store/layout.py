@@ -5,10 +5,12 @@ Pure functions of an Episode; the storage backends use them, and so does plannin
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import string
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import fields
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -23,6 +25,7 @@ _WINDOWS_NAMES = re.compile(r"^(con|prn|aux|nul|com[1-9]|lpt[1-9])(\..*)?$", re.
 
 #: Fields a template may name besides the Episode's own.
 EXTRA_FIELDS = ("year", "guid_short", "ext")
+_EPISODE_FIELDS = frozenset(f.name for f in fields(Episode))
 
 
 def template_fields() -> set[str]:
@@ -78,14 +81,30 @@ def _field_value(value: Any) -> Any:
     return value
 
 
-def episode_fields(episode: Episode) -> dict[str, Any]:
-    values: dict[str, Any] = {f.name: _field_value(getattr(episode, f.name))
-                              for f in fields(episode)}
-    values["episode"] = "" if episode.episode is None else episode.episode
-    values["year"] = f"{episode.date:%Y}"
-    values["guid_short"] = hashlib.sha1(episode.guid.encode()).hexdigest()[:8]
-    values["ext"] = EXTENSIONS[kind_for(episode.audio_type, episode.audio_url)]
+def episode_fields(episode: Episode, names: Iterable[str] | None = None) -> dict[str, Any]:
+    """The values a template may name (only *names*, when given)."""
+    wanted = template_fields() if names is None else names
+    values: dict[str, Any] = {}
+    for name in wanted:
+        if name == "episode":
+            values[name] = "" if episode.episode is None else episode.episode
+        elif name == "year":
+            values[name] = f"{episode.date:%Y}"
+        elif name == "guid_short":
+            values[name] = hashlib.sha1(episode.guid.encode()).hexdigest()[:8]
+        elif name == "ext":
+            values[name] = EXTENSIONS[kind_for(episode.audio_type, episode.audio_url)]
+        elif name in _EPISODE_FIELDS:
+            values[name] = _field_value(getattr(episode, name))
     return values
+
+
+@functools.lru_cache(maxsize=64)
+def _named(template: str) -> tuple[str, ...]:
+    """The fields *template* names (their first part: ``date`` of ``{date:%Y}``)."""
+    return tuple({re.split(r"[.\[]", name, maxsplit=1)[0]
+                  for _text, name, _spec, _conv in string.Formatter().parse(template)
+                  if name})
 
 
 class _Blank(dict[str, Any]):
@@ -95,7 +114,7 @@ class _Blank(dict[str, Any]):
 
 def render_path(template: str, episode: Episode) -> PurePosixPath:
     """The archive-relative path *template* gives *episode*, every component sanitised."""
-    values = _Blank(episode_fields(episode))
+    values = _Blank(episode_fields(episode, _named(template)))
     raw = string.Formatter().vformat(template, (), values)
     parts = [p for p in raw.split("/") if p.strip()]
     if not parts:

@@ -217,6 +217,13 @@ class Manifest:
         return row[0] if row is not None else None
 
     @_locked
+    def owners_of(self, paths: Sequence[str]) -> dict[str, str]:
+        """The guid of the episode archived at each of *paths* that has one."""
+        with translated(self.path, "reading the manifest"):
+            return dict(rows_in(self._db, "SELECT path, guid FROM episodes WHERE path IN",
+                                paths))
+
+    @_locked
     def get(self, guid: str) -> Record | None:
         with translated(self.path, "reading the manifest"):
             row = self._db.execute(
