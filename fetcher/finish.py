@@ -21,8 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
-from fetcher.audio import audio_kind, file_sha256, mapped, measure_duration_ms
+from fetcher.audio import audio_kind, file_sha256
 from fetcher.config import Config
+from fetcher.duration import mapped, measure_duration_ms
 from fetcher.errors import FetcherError, NotAudioError, redact_url, shown_source
 from fetcher.events import EventSink, Outcome, Status
 from fetcher.extras import Chapters, SideFile, fetch_transcripts

@@ -6,8 +6,8 @@ import asyncio
 import logging
 from pathlib import Path
 
-from fetcher.audio import measure_duration_ms
 from fetcher.config import Config
+from fetcher.duration import measure_duration_ms
 from fetcher.errors import FetcherError, SourceError, TagError, is_url, redact_url
 from fetcher.model import Episode
 from fetcher.sources import Entry, Loaded, read_sources

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from fetcher.audio import kind_for, measure_duration_ms, payload_sha256
+from fetcher.audio import kind_for, payload_sha256
+from fetcher.duration import measure_duration_ms
 from fetcher.errors import DownloadError, FetcherError, is_permanent, redact_url, shown_source
 from fetcher.events import EpisodeDone, Outcome, Status
 from fetcher.finish import Finisher, uninterrupted

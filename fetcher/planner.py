@@ -60,7 +60,7 @@ class PathOwners:
             return self._parent.get(path)
         if path in self._asked:
             return self._asked[path]
-        return self._manifest.owner_of(path)
+        return self._manifest.owners_of([path]).get(path)
 
     def ask(self, paths: Iterable[str]) -> None:
         """Ask the manifest about *paths* at once (a batch's new episodes) instead of one

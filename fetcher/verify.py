@@ -20,7 +20,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from fetcher.audio import file_digests, file_sha256, measure_duration_ms
+from fetcher.audio import file_digests, file_sha256
+from fetcher.duration import measure_duration_ms
 from fetcher.errors import ArchiveError, TagError
 from fetcher.journal import recover_journals
 from fetcher.safeio import fsync_directory, fsync_file

@@ -14,9 +14,9 @@ from fetcher.audio import (
     describe_head,
     id3v2_size,
     looks_like_audio,
-    measure_duration_ms,
     payload_sha256,
 )
+from fetcher.duration import measure_duration_ms
 
 AUDIO = mp3_bytes(1_000, seed=5)
 TAG = id3v2_tag(text_frame_v23("TIT2", "x"), padding=300)

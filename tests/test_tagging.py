@@ -17,7 +17,8 @@ from support.docs import DOCS, seed_episode
 from support.mp3factory import FRAME_MS, id3v1_tag, id3v2_tag, mp3_bytes, text_frame_v23
 from support.probe import ffprobe, ffprobe_chapters
 
-from fetcher.audio import id3v2_size, measure_duration_ms, payload_sha256
+from fetcher.audio import id3v2_size, payload_sha256
+from fetcher.duration import measure_duration_ms
 from fetcher.journal import recover_journals, write_journal
 from fetcher.model import Chapter, Episode
 from fetcher.settings import TagSettings

@@ -209,16 +209,9 @@ class Manifest:
                 self._db, f"SELECT {', '.join(_COLUMNS)} FROM episodes WHERE guid IN", guids)}
 
     @_locked
-    def owner_of(self, path: str) -> str | None:
-        """The guid of the episode archived at *path* (archive-relative), if any."""
-        with translated(self.path, "reading the manifest"):
-            row = self._db.execute("SELECT guid FROM episodes WHERE path = ?",
-                                   (path,)).fetchone()
-        return row[0] if row is not None else None
-
-    @_locked
     def owners_of(self, paths: Sequence[str]) -> dict[str, str]:
-        """The guid of the episode archived at each of *paths* that has one."""
+        """The guid of the episode archived at each of *paths* (archive-relative) that
+        has one."""
         with translated(self.path, "reading the manifest"):
             return dict(rows_in(self._db, "SELECT path, guid FROM episodes WHERE path IN",
                                 paths))

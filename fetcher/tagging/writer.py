@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from fetcher.audio import ID3V1_SIZE, Bytes, id3v2_size, mapped
+from fetcher.audio import ID3V1_SIZE, id3v2_size
 from fetcher.errors import TagError
 from fetcher.failpoints import failpoint
 from fetcher.journal import TEMP_SUFFIX, finish_journal, journal_name, write_journal
@@ -58,22 +58,24 @@ class Tagged:
 MAX_LEADING_TAGS = 8
 
 
-def _leading_tags(data: Bytes, path: Path) -> tuple[list[ID3], int]:
-    """The ID3v2 tags at the start of *data* (*path*'s bytes) and the bytes they occupy
-    together.
+def _leading_tags(fd: int, path: Path) -> tuple[list[ID3], int]:
+    """The ID3v2 tags at the start of the open file *fd* (*path*) and the bytes they
+    occupy together.
 
     A partial download starts with fetcher's empty placeholder tag followed by the
-    host's tag; both belong to the region the new tag may be written into.
+    host's tag; both belong to the region the new tag may be written into. (Read, not
+    mapped: the placeholder is a hole, and on a full tmpfs a mapped hole is a SIGBUS.)
     """
     tags: list[ID3] = []
     region = 0
     for _ in range(MAX_LEADING_TAGS):
-        size = id3v2_size(bytes(data[region : region + 10]))
+        header = os.pread(fd, 10, region)
+        size = id3v2_size(header)
         if size is None:
             break
-        if region + size > len(data):
+        tag = header + os.pread(fd, size - 10, region + 10)
+        if len(tag) < size:
             break  # a tag longer than the file: not a tag we can replace safely
-        tag = bytes(data[region : region + size])
         region += size
         if tag[10:].strip(b"\x00"):  # not an empty tag (fetcher's placeholder): read it
             from mutagen.id3 import ID3
@@ -85,8 +87,9 @@ def _leading_tags(data: Bytes, path: Path) -> tuple[list[ID3], int]:
     return tags, region
 
 
-def _has_id3v1(data: Bytes) -> bool:
-    return len(data) >= ID3V1_SIZE and data[len(data) - ID3V1_SIZE:][:3] == b"TAG"
+def _has_id3v1(fd: int) -> bool:
+    size = os.fstat(fd).st_size
+    return size >= ID3V1_SIZE and os.pread(fd, 3, size - ID3V1_SIZE) == b"TAG"
 
 
 def write_tags(
@@ -147,9 +150,8 @@ def _write_tags(
             episode.label, duration_ms / 1000, declared,
         )
     chapters = final_chapters(episode, duration_ms)
-    with mapped(file.fileno()) as data:
-        existing, region = _leading_tags(data, path)
-        strip_v1 = _has_id3v1(data)
+    existing, region = _leading_tags(file.fileno(), path)
+    strip_v1 = _has_id3v1(file.fileno())
     base_url = image_base(episode, settings)
     version = settings.id3_version
     host = host_frames(existing, replace_chapters=bool(chapters),
