@@ -28,10 +28,12 @@ message is one line that names the file or episode and the problem.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 
+@functools.lru_cache(maxsize=1024)
 def redact_url(url: str) -> str:
     """Return *url* without its query string, fragment or credentials.
 

@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
@@ -48,10 +48,13 @@ from fetcher.tagging.spec import final_chapters, tag_fingerprint
 
 if TYPE_CHECKING:
     from fetcher.net.download import Downloader
+    from fetcher.tagging.frames import OwnFrame
     from fetcher.tagging.writer import Tagged
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+#: Ends the tag fingerprint of a tag made without its cover (see Finisher._tag_hash).
+NO_COVER = "+no-cover"
 
 
 async def uninterrupted(work: Coroutine[Any, Any, Outcome]) -> Outcome:
@@ -78,6 +81,7 @@ class Finisher:
         self._images = Images(config.tags)
         self._chapters = Chapters(archive.journal_dir.parent / "chapters")
         self._hasher: Callable[[str], str] | None = None
+        self._url_hashes: dict[str, str] = {}
         #: The names in the partial directory when the first download began.
         self._found: frozenset[str] | None = None
         self._finishing: ThreadPoolExecutor | None = None
@@ -99,7 +103,8 @@ class Finisher:
             self._finishing = None
 
     async def _finish_download(
-        self, step: Step, episode: Episode, downloaded: Downloaded
+        self, step: Step, episode: Episode, downloaded: Downloaded,
+        metadata: Sequence[OwnFrame] | None = None,
     ) -> Outcome:
         """Tag, commit and record a body that arrived whole. For an MP3 (nearly every
         episode) it all happens in one thread hand-off, on one open of the partial file,
@@ -109,7 +114,7 @@ class Finisher:
         cover, images = await self._images.for_episode(episode)
         record_now = not (episode.transcripts and self._downloader is not None)
         staged = await self._blocking(self._archive_mp3, step, episode, downloaded, cover,
-                                      images, record_now)
+                                      images, record_now, metadata)
         if staged.kind != "mp3":
             return await self._finish_other(step, episode, downloaded, staged.kind)
         assert staged.target is not None and staged.stat is not None
@@ -126,7 +131,7 @@ class Finisher:
 
     def _archive_mp3(self, step: Step, episode: Episode, downloaded: Downloaded,
                      cover: bytes | None, images: dict[str, bytes],
-                     record_now: bool) -> _Staged:
+                     record_now: bool, metadata: Sequence[OwnFrame] | None) -> _Staged:
         """The blocking part of :meth:`_finish_download`: returns the body's kind alone
         when it is not MP3; raises NotAudioError (the partial file discarded) when no
         MPEG frames are found."""
@@ -145,7 +150,7 @@ class Finisher:
                 mark_verified(downloaded)
                 failpoint("download-verified")
                 tagged = self._write_tag(partial, episode, duration, cover, images,
-                                         journal=False, file=file)
+                                         journal=False, file=file, metadata=metadata)
         if duration is None:
             discard_partial(partial)
             raise NotAudioError("no MPEG audio frames found in the body", episode=episode.label)
@@ -281,8 +286,7 @@ class Finisher:
         """Settle the feed item of an episode just archived (after its manifest row,
         whose write unsettles it): the next run counts it from its file's size, even
         when its feed answers 304. Not while the tag waits for its cover."""
-        if self._settle_items is None or record.tag_hash != tag_fingerprint(
-                episode, self.config.tags):
+        if self._settle_items is None or (record.tag_hash or "").endswith(NO_COVER):
             return
         if (row := settled_item(episode, record)) is not None:
             self._settle_items([row])
@@ -336,7 +340,8 @@ class Finisher:
 
     def _write_tag(self, path: Path, episode: Episode, duration: int | None,
                    cover: bytes | None, images: dict[str, bytes], *, journal: bool,
-                   file: BinaryIO | None = None) -> Tagged:
+                   file: BinaryIO | None = None,
+                   metadata: Sequence[OwnFrame] | None = None) -> Tagged:
         """Write *episode*'s tag into *path* (blocking); *journal* for an archived file;
         *file*: *path* already open (see :func:`fetcher.tagging.writer.write_tags`)."""
         from fetcher.tagging.writer import write_tags
@@ -344,20 +349,23 @@ class Finisher:
         return write_tags(path, episode, duration_ms=duration, settings=self.config.tags,
                           cover=cover, images=images,
                           journal_dir=self.archive.journal_dir if journal else None,
-                          file=file)
+                          file=file, metadata=metadata)
 
     def _url_hash(self, url: str) -> str:
         """The keyed hash that stands for *url* in the manifest and the sidecars."""
-        hasher = self._hasher
-        if hasher is None:
-            hasher = self._hasher = self.archive.url_hasher() or url_digest
-        return hasher(url)
+        known = self._url_hashes.get(url)
+        if known is None:
+            hasher = self._hasher
+            if hasher is None:
+                hasher = self._hasher = self.archive.url_hasher() or url_digest
+            known = self._url_hashes[url] = hasher(url)
+        return known
 
     def _tag_hash(self, episode: Episode) -> str:
         """The fingerprint of what the tag holds; without its cover, one that the next
         run sees as changed, so that it tries the cover again."""
         fingerprint = tag_fingerprint(episode, self.config.tags)
-        return fingerprint + "+no-cover" if self._images.cover_missing(episode) else fingerprint
+        return fingerprint + NO_COVER if self._images.cover_missing(episode) else fingerprint
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

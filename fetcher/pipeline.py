@@ -182,7 +182,7 @@ class Pipeline(Finisher):
     async def _download(self, step: Step, episode: Episode) -> Outcome:
         assert self._downloader is not None and step.path is not None
         from fetcher.net.download import DownloadRequest
-        from fetcher.tagging.frames import reserve_for
+        from fetcher.tagging.frames import SizedTag, size_tag
 
         adopted = await self._adopt(step, episode)
         if adopted is not None:
@@ -194,16 +194,17 @@ class Pipeline(Finisher):
         partial = self.archive.partial_path(episode.guid)
         # An MP3's tag is sized before the download so that it can be written into room
         # left at the front of the partial file: the audio is written once, never copied.
-        reserve = 0
+        sized = SizedTag(0, ())
         if kind_for(episode.audio_type, episode.audio_url) == "mp3":
             cover, images = await self._images.for_episode(episode)
-            reserve = reserve_for(episode, self.config.tags, cover, images)  # ~0.1 ms
+            sized = size_tag(episode, self.config.tags, cover, images)  # ~0.1 ms
         downloaded = await self._downloader.fetch(
             DownloadRequest(episode.label, episode.audio_url, partial, episode.expected_bytes,
-                            reserve=reserve, url_id=self._url_hash(episode.audio_url),
+                            reserve=sized.reserve, url_id=self._url_hash(episode.audio_url),
                             trust=episode.trust, size_is_hint=episode.size_is_hint)
         )
-        return await uninterrupted(self._finish_download(step, episode, downloaded))
+        return await uninterrupted(self._finish_download(step, episode, downloaded,
+                                                         sized.metadata or None))
 
     async def _adopt(self, step: Step, episode: Episode) -> Outcome | None:
         """Finish an episode whose verified file reached its final name just before a

@@ -114,6 +114,7 @@ def build_plan(
     owners: PathOwners | None = None,
     keep_up_to_date: bool = True,
     on_counted: Counted | None = None,
+    rendered: Mapping[str, str] | None = None,
 ) -> Plan:
     """What each entry needs; *template* names files (or chooses a template per episode).
 
@@ -122,7 +123,8 @@ def build_plan(
     *owners* knows which paths are taken (default: those of *records*). Without
     *keep_up_to_date*, up-to-date episodes are counted (:attr:`Plan.up_to_date`), their
     steps not made, and *on_counted* told of each (with its record);
-    :class:`~fetcher.model.Settled` documents are always counted.
+    :class:`~fetcher.model.Settled` documents are always counted. *rendered* holds the
+    paths the template gave new episodes already (by guid), not to render them twice.
     """
     entries = list(entries)
     moment = (now or datetime.now(UTC)).isoformat(timespec="seconds")
@@ -141,7 +143,7 @@ def build_plan(
         else:
             record = records.get(entry.guid)
             step = _decide(entry, record, archive, template, tag_settings, taken, stat,
-                           url_hash, keep_up_to_date, on_counted)
+                           url_hash, keep_up_to_date, on_counted, rendered or {})
             if step is COUNTED:
                 counted += 1
                 continue
@@ -166,8 +168,10 @@ def _utc(text: str) -> str:
 
 
 def _assign_path(episode: Episode, template: str | Callable[[Episode], str],
-                 taken: PathOwners) -> PurePosixPath:
-    path = render_path(template if isinstance(template, str) else template(episode), episode)
+                 taken: PathOwners, rendered: Mapping[str, str]) -> PurePosixPath:
+    known = rendered.get(episode.guid)
+    path = PurePosixPath(known) if known is not None else render_path(
+        template if isinstance(template, str) else template(episode), episode)
     owner = taken.get(str(path))
     if owner is not None and owner != episode.guid:
         path = with_suffix_for(path, episode.guid)
@@ -198,6 +202,7 @@ def _decide(
     url_hash: Callable[[str], str] | None,
     keep: bool,
     on_counted: Counted | None,
+    rendered: Mapping[str, str],
 ) -> Step:
     def download(reason: str, path: PurePosixPath) -> Step:
         partial = stat(archive.partial_path(episode.guid))
@@ -208,7 +213,7 @@ def _decide(
 
     if record is None or record.path is None:
         try:
-            path = _assign_path(episode, template, taken)
+            path = _assign_path(episode, template, taken, rendered)
         except (ValueError, KeyError, IndexError) as exc:
             return Step(Action.INVALID, f"{episode.source}: filename template: {exc}",
                         episode, episode.source)

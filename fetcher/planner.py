@@ -197,15 +197,16 @@ async def _plan_batch(config: Config, entries: Sequence[Entry | Settled], manife
 
 
 def _new_paths(config: Config, entries: Sequence[Entry | Settled],
-               records: Mapping[str, Record]) -> list[str]:
-    """The paths the template gives the episodes the manifest has not archived."""
-    paths = []
+               records: Mapping[str, Record]) -> dict[str, str]:
+    """The paths the template gives the episodes the manifest has not archived, by
+    guid (one it cannot render is planned as invalid, where it is rendered again)."""
+    paths = {}
     for entry in entries:
         if isinstance(entry, Episode):
             record = records.get(entry.guid)
             if record is None or record.path is None:
-                with contextlib.suppress(ValueError, KeyError, IndexError):  # planned as such
-                    paths.append(str(render_path(config.template_for(entry), entry)))
+                with contextlib.suppress(ValueError, KeyError, IndexError):
+                    paths[entry.guid] = str(render_path(config.template_for(entry), entry))
     return paths
 
 
@@ -213,7 +214,8 @@ def _build(config: Config, entries: Sequence[Entry | Settled], manifest: Manifes
            archive: Store, owners: PathOwners, retry_failed: bool, keep: bool,
            listed: Callable[[Step], None] | None) -> tuple[Plan, Settling]:
     records = manifest.records_for([e.guid for e in entries if isinstance(e, Episode)])
-    owners.ask(_new_paths(config, entries, records))
+    rendered = _new_paths(config, entries, records)
+    owners.ask(rendered.values())
     settling = Settling(entries)
     counted = settling.counted
     if listed is not None:
@@ -224,7 +226,7 @@ def _build(config: Config, entries: Sequence[Entry | Settled], manifest: Manifes
 
     plan = build_plan(entries, records, archive, config.template_for, config.tags,
                       retry_failed=retry_failed, owners=owners, keep_up_to_date=keep,
-                      on_counted=counted)
+                      on_counted=counted, rendered=rendered)
     return plan, settling
 
 

@@ -468,3 +468,21 @@ def test_own_frame_encoding_equals_mutagens(
          *mutagen_tags.chapter_frames(final, settings, images, "https://e.com/")],
         version=version)
     assert ours == reference
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.sampled_from("abcXYZ09-._~:/?#[]@!$&'()*+,;=%"), max_size=60)
+       | st.text(max_size=30).map(lambda t: f"https://exämple.org/{t}"))
+def test_a_plain_url_is_left_as_it_is_and_others_are_encoded(url: str) -> None:
+    from urllib.parse import quote, urlsplit
+
+    from fetcher.tagging.spec import latin1_url
+
+    encoded = latin1_url(url)
+    assert encoded.isascii()
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        host = ""
+    if host.isascii():  # no international name to put in IDNA: exactly quote()'s answer
+        assert encoded == quote(url, safe=":/?#[]@!$&'()*+,;=%~")

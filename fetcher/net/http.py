@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import logging
 import random
 import re
@@ -62,6 +63,7 @@ class Transient(Exception):
         self.retry_after = retry_after
 
 
+@functools.lru_cache(maxsize=1024)
 def origin(url: str) -> str:
     """``scheme://host:port`` of *url* (the port made explicit), or "" when unparseable."""
     try:
@@ -73,6 +75,7 @@ def origin(url: str) -> str:
         return ""
 
 
+@functools.lru_cache(maxsize=1024)
 def host_of(url: str) -> str:
     try:
         return (urlsplit(url).hostname or "").lower()

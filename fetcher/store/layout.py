@@ -58,7 +58,8 @@ def sanitise_component(text: str, *, keep_suffix: str = "") -> str:
     reserved characters replaced, at most 255 bytes in UTF-8 with *keep_suffix* kept."""
     text = unicodedata.normalize("NFC", text)
     text = _RESERVED.sub("_", text)
-    text = "".join(ch if unicodedata.category(ch)[0] != "C" else "_" for ch in text)
+    if not text.isprintable():  # printable text holds no control or format character
+        text = "".join(ch if unicodedata.category(ch)[0] != "C" else "_" for ch in text)
     text = re.sub(r"\s+", " ", text).strip()
     text = text.lstrip(".").rstrip(". ")
     stem = text[: -len(keep_suffix)] if keep_suffix and text.endswith(keep_suffix) else text

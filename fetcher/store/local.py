@@ -77,7 +77,8 @@ class Archive:
             os.close(fd)
 
     def partial_path(self, guid: str) -> Path:
-        return self.state / "partial" / (hashlib.sha1(guid.encode()).hexdigest() + ".mp3.part")
+        digest = hashlib.sha1(guid.encode()).hexdigest()
+        return Path(f"{self.root}/{STATE_DIR}/partial/{digest}.mp3.part")
 
     def absolute(self, relative: PurePosixPath | str) -> Path:
         """The absolute path of an archive-relative path, refusing anything outside."""

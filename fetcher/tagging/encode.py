@@ -109,6 +109,6 @@ def toc_frame(element_id: str, children: Sequence[str], version: int,
     """CTOC without sub-frames: element id, flags, the children's ids (at most 255)."""
     if len(children) > 255:
         raise ValueError("a CTOC frame holds at most 255 entries")
-    body = (element_id.encode("latin-1") + b"\x00" + bytes([flags, len(children)])
-            + b"".join(child.encode("latin-1") + b"\x00" for child in children))
+    ids = "".join(f"{child}\x00" for child in children).encode("latin-1")
+    body = element_id.encode("latin-1") + b"\x00" + bytes([flags, len(children)]) + ids
     return frame("CTOC", body, version)

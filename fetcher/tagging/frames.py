@@ -289,26 +289,39 @@ def wrap_tag(data: bytes, *, version: int, size: int | None = None) -> bytes:
 HOST_SLACK = 4 * 1024
 
 
-def reserve_for(
+@dataclasses.dataclass(frozen=True, slots=True)
+class SizedTag:
+    """A tag sized before its audio arrives (see :func:`size_tag`)."""
+
+    #: Bytes to keep free at the start of the download for it.
+    reserve: int
+    #: The episode's own metadata frames, which the audio does not change: the final
+    #: tag is written with these, not rendered again.
+    metadata: tuple[OwnFrame, ...]
+
+
+def size_tag(
     episode: Episode,
     settings: TagSettings,
     cover: bytes | None,
     images: Mapping[str, bytes],
-) -> int:
-    """Bytes to keep free at the start of a download so that the final tag fits there.
+) -> SizedTag:
+    """The room to keep at the start of a download so that the final tag fits there.
 
     Chapter end times do not change a frame's size, so the tag can be sized before the
     audio's duration is known. Host frames that are kept come from the host's own tag,
     which sits in that room too.
     """
     chapters, _ = normalise_chapters(episode.chapters)
-    base_url = image_base(episode, settings)
-    frames = [*metadata_frames(episode, cover, version=settings.id3_version),
-              *chapter_frames(_ended(chapters), settings, images, base_url)]
-    return sum(len(f.data) for f in frames) + 10 + PADDING + HOST_SLACK
+    if chapters and chapters[-1].end_ms is None:  # a stand-in end, of the same size
+        chapters[-1] = dataclasses.replace(chapters[-1], end_ms=chapters[-1].start_ms + 1)
+    metadata = tuple(metadata_frames(episode, cover, version=settings.id3_version))
+    frames = [*metadata, *chapter_frames(chapters, settings, images,
+                                         image_base(episode, settings))]
+    return SizedTag(sum(len(f.data) for f in frames) + 10 + PADDING + HOST_SLACK, metadata)
 
 
-def _ended(chapters: list[Chapter]) -> list[Chapter]:
-    """Chapters with an end everywhere (the last one's is a stand-in of the same size)."""
-    return [c if c.end_ms is not None else dataclasses.replace(c, end_ms=c.start_ms + 1)
-            for c in chapters]
+def reserve_for(episode: Episode, settings: TagSettings, cover: bytes | None,
+                images: Mapping[str, bytes]) -> int:
+    """:attr:`SizedTag.reserve` of :func:`size_tag`."""
+    return size_tag(episode, settings, cover, images).reserve

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import re
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
 from fetcher.model import Chapter, Episode, normalise_chapters
@@ -84,9 +85,15 @@ def _origin(url: str | None) -> str | None:
     return None
 
 
+#: What :func:`latin1_url` leaves as it is: unreserved characters and its safe ones.
+_PLAIN_URL = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]*")
+
+
 def latin1_url(url: str) -> str:
     """*url* as a URL frame carries it (ASCII): an international host name in IDNA
     (punycode), everything else that is not ASCII percent-encoded."""
+    if _PLAIN_URL.fullmatch(url):
+        return url  # nothing to encode (nearly every URL and guid)
     safe = ":/?#[]@!$&'()*+,;=%~"
     try:
         parts = urlsplit(url)

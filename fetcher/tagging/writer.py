@@ -15,7 +15,7 @@ import io
 import logging
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -28,6 +28,7 @@ from fetcher.model import Episode
 from fetcher.safeio import fsync_directory
 from fetcher.settings import TagSettings
 from fetcher.tagging.frames import (
+    OwnFrame,
     chapter_frames,
     encode_frames,
     host_frames,
@@ -103,6 +104,7 @@ def write_tags(
     journal_dir: Path | None = None,
     in_place: bool = True,
     file: BinaryIO | None = None,
+    metadata: Sequence[OwnFrame] | None = None,
 ) -> Tagged:
     """Tag *path* for *episode*; raises TagError. See the module docstring.
 
@@ -110,16 +112,20 @@ def write_tags(
     (for files fetcher does not keep a journal for). *file* is *path* already open for
     reading and writing (``r+b``), so that a caller that has just read it need not
     open it again; after a rewrite it refers to the old file, and is only to be closed.
-    The tag is on disk (fsynced) when this returns.
+    *metadata*: the episode's metadata frames for this *cover* and version, rendered
+    already (by :func:`~fetcher.tagging.frames.size_tag`). The tag is on disk (fsynced)
+    when this returns.
     """
     try:
+        settings = settings or TagSettings()
+        own = metadata if metadata is not None else metadata_frames(
+            episode, cover, version=settings.id3_version)
         if file is not None:
-            return _write_tags(path, file, episode, duration_ms, settings or TagSettings(),
-                               cover, images or {}, journal_dir, in_place)
+            return _write_tags(path, file, episode, duration_ms, settings, cover, own,
+                               images or {}, journal_dir, in_place)
         with path.open("r+b") as opened:
-            return _write_tags(path, opened, episode, duration_ms,
-                               settings or TagSettings(), cover, images or {}, journal_dir,
-                               in_place)
+            return _write_tags(path, opened, episode, duration_ms, settings, cover, own,
+                               images or {}, journal_dir, in_place)
     except TagError:
         raise
     except OSError as exc:
@@ -135,6 +141,7 @@ def _write_tags(
     duration_ms: int | None,
     settings: TagSettings,
     cover: bytes | None,
+    metadata: Sequence[OwnFrame],
     images: Mapping[str, bytes],
     journal_dir: Path | None,
     in_place: bool,
@@ -157,7 +164,7 @@ def _write_tags(
     host = host_frames(existing, replace_chapters=bool(chapters),
                        cover=cover is not None) if existing else []
     # Pictures go last (encode_frames): players read the small frames first.
-    encoded = encode_frames([*metadata_frames(episode, cover, version=version), *host,
+    encoded = encode_frames([*metadata, *host,
                              *chapter_frames(chapters, settings, images, base_url)],
                             version=version)
     written_chapters = sum(1 for c in chapters if c.toc or settings.hidden_chapters == "untoc")
