@@ -31,6 +31,7 @@ POINTS = (
     "download-verified",  # the body is complete and verified, before tagging
     "tag-journaled",  # an in-place re-tag's journal is written, the tag is not
     "tag-torn",  # half of a new tag is written
+    "tag-written",  # an in-place re-tag is on disk, its manifest row is not
     "retag-rewriting",  # a tag that outgrew its room: the file is being rewritten
     "retag-rewritten",  # the rewritten file has its name, the manifest does not know
     "tagged",  # the partial file is tagged, before the rename

@@ -29,6 +29,7 @@ from fetcher.events import EventSink, Outcome, Status
 from fetcher.extras import Chapters, SideFile, fetch_transcripts
 from fetcher.failpoints import failpoint
 from fetcher.images import Images
+from fetcher.journal import finish_journal
 from fetcher.model import Episode, ItemRow
 from fetcher.plan import Step, settled_item
 from fetcher.safeio import fsync_file
@@ -278,8 +279,15 @@ class Finisher:
             forget.unlink(missing_ok=True)
         self._settle(episode, record)
 
-    def _save_and_settle(self, episode: Episode, record: Record) -> None:
+    def _save_and_settle(self, episode: Episode, record: Record,
+                         journal: Path | None = None) -> None:
+        """Record a re-tag, then finish the *journal* of its in-place tag write: a run
+        that stops between the two has the journal removed at its next start, one that
+        stops before the row has the tag rolled back (:mod:`fetcher.journal`)."""
         self.manifest.save(record)
+        failpoint("recorded")
+        if journal is not None:
+            finish_journal(journal)
         self._settle(episode, record)
 
     def _settle(self, episode: Episode, record: Record) -> None:
@@ -296,8 +304,10 @@ class Finisher:
     ) -> Outcome:
         assert step.record is not None
         kind = step.record.format
+        journal: Path | None = None
         if kind == "mp3":
-            digest = (await self._tag(target, episode, duration, journal=True)).tag_sha256
+            tagged = await self._tag(target, episode, duration, journal=True)
+            digest, journal = tagged.tag_sha256, tagged.journal
             audio_digest = step.record.audio_sha256
         else:
             from fetcher.tagging.other import write_other_tags
@@ -328,7 +338,7 @@ class Finisher:
             files=_files_json(files),
             feed=redact_url(episode.feed_url) if episode.feed_url else step.record.feed,
         )
-        await self._blocking(self._save_and_settle, episode, record)
+        await self._blocking(self._save_and_settle, episode, record, journal)
         return Outcome(Status.RETAGGED, episode.source, episode, target, stat.st_size,
                        transcripts=_transcripts(files))
 

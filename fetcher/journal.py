@@ -1,9 +1,12 @@
 """The journal that makes in-place tag writes on archived files crash-safe.
 
 Before a tag is written over an archived file's old one, the bytes it overwrites are
-saved in ``.fetcher/journal/`` (:func:`write_journal`); a run that starts, or a verify,
-rolls back whatever a crash interrupted (:func:`recover_journals`). A tag rewrite's
-temporary file also lives there and is removed at the next start.
+saved in ``.fetcher/journal/`` (:func:`write_journal`), with the guid of the episode and
+the SHA-256 of the new tag. The journal is finished only once the manifest row that
+names the new tag is committed, so the tag and the row change together: a run that
+starts, or a verify, rolls back a tag whose row was not committed
+(:func:`recover_journals`) and only removes the journal of one whose row was. A tag
+rewrite's temporary file also lives there and is removed at the next start.
 """
 
 from __future__ import annotations
@@ -34,8 +37,11 @@ def journal_name(path: Path) -> str:
     return hashlib.sha1(str(path.resolve()).encode()).hexdigest()
 
 
-def write_journal(journal_dir: Path, path: Path, length: int) -> Path:
-    """Save the first *length* bytes of *path* (and its last 128) before they change."""
+def write_journal(journal_dir: Path, path: Path, length: int, *, guid: str = "",
+                  tag_sha256: str = "") -> Path:
+    """Save the first *length* bytes of *path* (and its last 128) before they change;
+    *guid* and *tag_sha256* name the episode and the tag about to be written, which
+    :func:`recover_journals` looks for in the manifest."""
     journal_dir.mkdir(parents=True, exist_ok=True)
     name = journal_name(path)
     record = journal_dir / f"{name}.json"
@@ -49,7 +55,8 @@ def write_journal(journal_dir: Path, path: Path, length: int) -> Path:
         else:
             old_tail = b""
     write_atomic(saved, old + old_tail)
-    info = {"path": str(path.resolve()), "head": len(old), "size": size}
+    info = {"path": str(path.resolve()), "head": len(old), "size": size, "guid": guid,
+            "tag_sha256": tag_sha256}
     write_atomic(record, json.dumps(info).encode(), sync_directory=True)
     return record
 
@@ -59,8 +66,17 @@ def finish_journal(record: Path) -> None:
     record.with_suffix(".bytes").unlink(missing_ok=True)
 
 
-def recover_journals(journal_dir: Path, *, check: Callable[[Path], Path]) -> list[Path]:
+#: Whether the manifest holds the tag a journal was written for: (guid, tag SHA-256).
+Committed = Callable[[str, str], bool]
+
+
+def recover_journals(journal_dir: Path, *, check: Callable[[Path], Path],
+                     committed: Committed | None = None) -> list[Path]:
     """Undo in-place tag writes that a crash interrupted; returns the files restored.
+
+    A journal whose new tag *committed* finds in the manifest (the run stopped after
+    the row, before the journal was finished) is removed without a roll-back: the file
+    and its row agree already. Without *committed* every journal is rolled back.
 
     *check* admits the file a journal names (the archive's
     :meth:`~fetcher.store.local.Archive.existing_target`: inside the archive, no link on
@@ -81,7 +97,11 @@ def recover_journals(journal_dir: Path, *, check: Callable[[Path], Path]) -> lis
             data = read_state(saved, limit=1 << 30)
             target = check(Path(info["path"]))
             head, size = int(info["head"]), int(info["size"])
-            if target.exists():
+            new_tag = str(info.get("tag_sha256") or "")
+            if committed is not None and new_tag and committed(str(info.get("guid") or ""),
+                                                               new_tag):
+                log.debug("%s: its re-tag was recorded; journal finished", target)
+            elif target.exists():
                 fd = open_nofollow(target, os.O_RDWR, one_link=False)
                 with os.fdopen(fd, "r+b") as file:
                     file.write(data[:head])

@@ -117,36 +117,36 @@ async def run(
             "downloading them (or point [archive] dir at an empty directory)"
         )
     await asyncio.to_thread(archive.prepare)
-    with archive.lock():
+    with archive.lock(), Manifest.open(archive.manifest_path) as manifest:
         await asyncio.to_thread(recover_journals, archive.journal_dir,
-                                check=archive.existing_target)
-        with Manifest.open(archive.manifest_path) as manifest:
-            keyed = archive.url_hasher()
-            if keyed is not None and manifest.seal_urls(keyed):
-                log.info("the manifest no longer holds full audio URLs (tokens redacted)")
-            hasher = keyed or url_digest
-            states = ArchiveFeedStates(manifest, hasher, str(archive.root))
-            options = read_options(config, states)
-            options.documents = document_cache(config, manifest, archive, hasher)
-            listed = None
-            if on_up_to_date is not None:
-                keep_up_to_date = False
-                listed = _lister(on_up_to_date, archive.root)
-            # A listing run sees every episode; a counting one may count settled ones.
-            options.settled = not keep_up_to_date and listed is None
-            plan, reports = await plan_run(config, archive, manifest, names, options,
-                                           filters=filters, retry_failed=retry_failed,
-                                           keep_up_to_date=keep_up_to_date, listed=listed)
-            options.documents = None  # its rows are not needed again: let them go
-            on_event(plan_ready(plan))
-            pipeline = Pipeline(config, archive, manifest, on_event,
-                                settle_items=states.settle_items)
-            outcomes, interrupted = await pipeline.run(plan, handle_signals)
-            manifest.mark_feeds_incomplete(
-                {hasher(o.episode.feed_url) for o in outcomes
-                 if o.status in (Status.FAILED, Status.INTERRUPTED)
-                 and o.episode and o.episode.feed_url}
-            )
+                                check=archive.existing_target,
+                                committed=manifest.holds_tag)
+        keyed = archive.url_hasher()
+        if keyed is not None and manifest.seal_urls(keyed):
+            log.info("the manifest no longer holds full audio URLs (tokens redacted)")
+        hasher = keyed or url_digest
+        states = ArchiveFeedStates(manifest, hasher, str(archive.root))
+        options = read_options(config, states)
+        options.documents = document_cache(config, manifest, archive, hasher)
+        listed = None
+        if on_up_to_date is not None:
+            keep_up_to_date = False
+            listed = _lister(on_up_to_date, archive.root)
+        # A listing run sees every episode; a counting one may count settled ones.
+        options.settled = not keep_up_to_date and listed is None
+        plan, reports = await plan_run(config, archive, manifest, names, options,
+                                       filters=filters, retry_failed=retry_failed,
+                                       keep_up_to_date=keep_up_to_date, listed=listed)
+        options.documents = None  # its rows are not needed again: let them go
+        on_event(plan_ready(plan))
+        pipeline = Pipeline(config, archive, manifest, on_event,
+                            settle_items=states.settle_items)
+        outcomes, interrupted = await pipeline.run(plan, handle_signals)
+        manifest.mark_feeds_incomplete(
+            {hasher(o.episode.feed_url) for o in outcomes
+             if o.status in (Status.FAILED, Status.INTERRUPTED)
+             and o.episode and o.episode.feed_url}
+        )
     report = SyncReport(plan, tuple(outcomes), interrupted, sources=tuple(reports),
                         up_to_date=plan.up_to_date)
     if config.hooks.after_run:

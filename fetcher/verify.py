@@ -62,7 +62,8 @@ def verify_archive(archive: Archive, *, repair: bool = False) -> list[Problem]:
     problems: list[Problem] = []
     with archive.lock(), Manifest.open(archive.manifest_path, create=False) as manifest:
         # An interrupted re-tag is undone first.
-        recover_journals(archive.journal_dir, check=archive.existing_target)
+        recover_journals(archive.journal_dir, check=archive.existing_target,
+                         committed=manifest.holds_tag)
         damaged: list[tuple[Record, str]] = []
         for record in manifest.iter_archived():
             problem = _check(archive, record)

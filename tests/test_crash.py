@@ -125,7 +125,7 @@ def test_kill_during_a_first_run(corpus: Corpus, point: str) -> None:
     assert not list((corpus.archive / ".fetcher" / "partial").iterdir())
 
 
-@pytest.mark.parametrize("point", ["tag-journaled", "tag-torn"])
+@pytest.mark.parametrize("point", ["tag-journaled", "tag-torn", "tag-written", "recorded"])
 def test_kill_during_an_in_place_retag(corpus: Corpus, point: str) -> None:
     config = corpus.config()
     assert sync(config).returncode == 0
@@ -160,6 +160,27 @@ def test_kill_at_random_moments(corpus: Corpus, seed: int) -> None:
     assert sync(config).returncode == 0
     assert assert_every_final_file_is_whole(corpus) == 5
     assert verify(config).returncode == 0
+
+
+def test_a_retag_killed_before_its_row_leaves_no_tag_the_manifest_does_not_name(
+        corpus: Corpus) -> None:
+    # Killed once the new tag is on disk and before its manifest row: when the document
+    # then goes back to what was archived, the file must hold the archived tag again
+    # (the next start rolls the unrecorded tag back), not the one never recorded.
+    config = corpus.config()
+    assert sync(config).returncode == 0
+    seed = next(corpus.archive.rglob("0603 - *.mp3"))
+    archived_title = str(ID3(seed)["TIT2"])
+    original = corpus.paths[SEED_GUID].read_bytes()
+    corpus.edit(SEED_GUID, title="Never recorded")
+    assert sync(config, "tag-written").returncode == -signal.SIGKILL
+    corpus.paths[SEED_GUID].write_bytes(original)
+    rerun = sync(config)
+    assert rerun.returncode == 0, rerun.stderr
+    assert str(ID3(seed)["TIT2"]) == archived_title
+    checked = verify(config)
+    assert checked.returncode == 0, checked.stderr
+    assert not list((corpus.archive / ".fetcher" / "journal").glob("*"))
 
 
 BIG_TITLE = "A title far longer than the padding of the tag " * 300  # about 14 KB

@@ -19,7 +19,7 @@ from support.probe import ffprobe, ffprobe_chapters
 
 from fetcher.audio import id3v2_size, payload_sha256
 from fetcher.duration import measure_duration_ms
-from fetcher.journal import recover_journals, write_journal
+from fetcher.journal import finish_journal, recover_journals, write_journal
 from fetcher.model import Chapter, Episode
 from fetcher.settings import TagSettings
 from fetcher.sources.documents import read_document
@@ -266,8 +266,39 @@ def test_retag_in_place_writes_only_the_tag(tmp_path: Path) -> None:
     assert path.stat().st_size == size_before
     assert str(ID3(path)["TIT2"]) == "Corrected title"
     assert payload_sha256(path) == hashlib.sha256(audio).hexdigest()
+    # The journal stays until the caller has recorded the new tag.
+    assert second.journal is not None and second.journal.exists()
+    finish_journal(second.journal)
     assert not list((tmp_path / "journal").iterdir())
     assert first.tag_bytes >= PADDING
+
+
+def test_a_recorded_retag_is_kept_and_an_unrecorded_one_rolled_back(tmp_path: Path) -> None:
+    # A run that stops after the in-place tag: the next start rolls the tag back unless
+    # the manifest already names it (the run stopped between the row and the journal).
+    path, _ = make_mp3(tmp_path, 2_000)
+    tag(path, SEED)
+    old = path.read_bytes()
+    journal = tmp_path / "journal"
+    checked = Archive(tmp_path).existing_target
+    for recorded in (False, True):
+        path.write_bytes(old)
+        tagged = tag(path, dataclasses.replace(SEED, title="Retitled"), journal_dir=journal)
+        assert tagged.in_place and tagged.journal is not None
+        new = path.read_bytes()
+        asked: list[tuple[str, str]] = []
+
+        def committed(guid: str, digest: str, recorded: bool = recorded,
+                      asked: list[tuple[str, str]] = asked) -> bool:
+            asked.append((guid, digest))
+            return recorded
+
+        restored = recover_journals(journal, check=checked, committed=committed)
+        assert asked == [(SEED.guid, tagged.tag_sha256)]
+        assert tagged.tag_sha256 == hashlib.sha256(new[: tagged.tag_bytes]).hexdigest()
+        assert path.read_bytes() == (new if recorded else old)
+        assert restored == ([] if recorded else [path.resolve()])
+        assert list(journal.iterdir()) == []
 
 
 def test_interrupted_in_place_write_is_rolled_back(tmp_path: Path) -> None:
@@ -280,7 +311,7 @@ def test_interrupted_in_place_write_is_rolled_back(tmp_path: Path) -> None:
     original = writer._overwrite_in_place
 
     def crash_after_journal(target: Path, file: BinaryIO, data: bytes, strip: bool,
-                            jdir: Path | None) -> None:
+                            jdir: Path | None, **_: str) -> None:
         write_journal(jdir, target, len(data))  # type: ignore[arg-type]
         file.seek(0)
         file.write(data[: len(data) // 2])  # torn write, then "power loss"

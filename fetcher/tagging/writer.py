@@ -3,7 +3,8 @@
 The new tag is written over the old one when it fits (padding absorbs growth), so a
 re-tag writes only the tag; otherwise the file is rewritten through a temporary
 sibling, fsynced and renamed. An in-place write on an archived file goes through a
-journal (:mod:`fetcher.journal`) so that a crash cannot leave a torn tag.
+journal (:mod:`fetcher.journal`) so that a crash can leave neither a torn tag nor a tag
+its manifest row does not name.
 mutagen's errors are translated into :class:`~fetcher.errors.TagError` here.
 """
 
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from fetcher.audio import ID3V1_SIZE, id3v2_size
 from fetcher.errors import TagError
 from fetcher.failpoints import failpoint
-from fetcher.journal import TEMP_SUFFIX, finish_journal, journal_name, write_journal
+from fetcher.journal import TEMP_SUFFIX, journal_name, write_journal
 from fetcher.model import Episode
 from fetcher.safeio import fsync_directory
 from fetcher.settings import TagSettings
@@ -53,6 +54,10 @@ class Tagged:
     chapters: int
     #: SHA-256 of the whole tag written (what :func:`fetcher.audio.tag_sha256` reads back).
     tag_sha256: str = ""
+    #: The journal of an in-place write on an archived file, left for the caller to
+    #: finish (:func:`fetcher.journal.finish_journal`) once the manifest row that names
+    #: this tag is committed; until then a crash rolls the tag back.
+    journal: Path | None = None
 
 
 #: How many ID3v2 tags in a row at the start of a file are read.
@@ -171,8 +176,10 @@ def _write_tags(
 
     if in_place and region and len(encoded) + 10 <= region:
         tag = wrap_tag(encoded, version=version, size=region)
-        _overwrite_in_place(path, file, tag, strip_v1, journal_dir)
-        return Tagged(len(tag), len(tag), True, written_chapters, _sha256(tag))
+        digest = _sha256(tag)
+        journal = _overwrite_in_place(path, file, tag, strip_v1, journal_dir,
+                                      guid=episode.guid, tag_sha256=digest)
+        return Tagged(len(tag), len(tag), True, written_chapters, digest, journal)
 
     tag = wrap_tag(encoded, version=version)
     _rewrite(path, file, tag, region, strip_v1, journal_dir)
@@ -184,10 +191,14 @@ def _sha256(data: bytes) -> str:
 
 
 def _overwrite_in_place(path: Path, file: BinaryIO, tag: bytes, strip_v1: bool,
-                        journal_dir: Path | None) -> None:
+                        journal_dir: Path | None, *, guid: str = "",
+                        tag_sha256: str = "") -> Path | None:
+    """Write *tag* over the start of *path*; with *journal_dir*, returns the journal,
+    which stays until the caller has recorded the new tag."""
     journal = None
     if journal_dir is not None:
-        journal = write_journal(journal_dir, path, len(tag))
+        journal = write_journal(journal_dir, path, len(tag), guid=guid,
+                                tag_sha256=tag_sha256)
         failpoint("tag-journaled")
     file.seek(0)
     half = len(tag) // 2
@@ -200,8 +211,8 @@ def _overwrite_in_place(path: Path, file: BinaryIO, tag: bytes, strip_v1: bool,
         file.truncate()
     file.flush()
     os.fsync(file.fileno())
-    if journal is not None:
-        finish_journal(journal)
+    failpoint("tag-written")
+    return journal
 
 
 def _rewrite(path: Path, source: BinaryIO, tag: bytes, region: int, strip_v1: bool,
