@@ -281,9 +281,9 @@ class Finisher:
 
     def _save_and_settle(self, episode: Episode, record: Record,
                          journal: Path | None = None) -> None:
-        """Record a re-tag, then finish the *journal* of its in-place tag write: a run
-        that stops between the two has the journal removed at its next start, one that
-        stops before the row has the tag rolled back (:mod:`fetcher.journal`)."""
+        """Record a re-tag, then finish the *journal* of its tag write: a run that stops
+        between the two has the journal removed at its next start, one that stops
+        before the row has the old file put back (:mod:`fetcher.journal`)."""
         self.manifest.save(record)
         failpoint("recorded")
         if journal is not None:
@@ -310,13 +310,13 @@ class Finisher:
             digest, journal = tagged.tag_sha256, tagged.journal
             audio_digest = step.record.audio_sha256
         else:
-            from fetcher.tagging.other import write_other_tags
+            from fetcher.tagging.other import retag_archived
 
             cover, _ = await self._images.for_episode(episode)
-            await self._blocking(functools.partial(write_other_tags,
-                                                   temp_dir=self.archive.journal_dir),
-                                 target, episode, cover)
-            digest, audio_digest = "", await self._blocking(file_sha256, target)
+            audio_digest, journal = await self._blocking(
+                functools.partial(retag_archived, journal_dir=self.archive.journal_dir),
+                target, episode, cover)
+            digest = ""
         files = await self._side_files(step, episode, target, kind, duration)
         stat = await self._blocking(target.stat)
         record = dataclasses.replace(

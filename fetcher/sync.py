@@ -21,7 +21,7 @@ from fetcher.config import Config
 from fetcher.errors import ArchiveError, ConfigError, is_url
 from fetcher.events import EventSink, Outcome, PlanReady, Status, ignore
 from fetcher.filters import NO_FILTERS, Filters, apply_filters
-from fetcher.journal import recover_journals
+from fetcher.journal import recorded_in, recover_journals
 from fetcher.model import FeedRecord, ItemRow, SettledItem
 from fetcher.pipeline import Pipeline, static_outcome
 from fetcher.plan import Action, Plan, Step, build_plan
@@ -120,7 +120,7 @@ async def run(
     with archive.lock(), Manifest.open(archive.manifest_path) as manifest:
         await asyncio.to_thread(recover_journals, archive.journal_dir,
                                 check=archive.existing_target,
-                                committed=manifest.holds_tag)
+                                committed=recorded_in(manifest.get))
         keyed = archive.url_hasher()
         if keyed is not None and manifest.seal_urls(keyed):
             log.info("the manifest no longer holds full audio URLs (tokens redacted)")

@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 from fetcher.audio import file_digests, file_sha256
 from fetcher.duration import measure_duration_ms
 from fetcher.errors import ArchiveError, TagError
-from fetcher.journal import recover_journals
+from fetcher.journal import recorded_in, recover_journals
 from fetcher.safeio import fsync_directory, fsync_file
 from fetcher.store import Archive
 from fetcher.store.local import STATE_DIR, now_iso
@@ -63,7 +63,7 @@ def verify_archive(archive: Archive, *, repair: bool = False) -> list[Problem]:
     with archive.lock(), Manifest.open(archive.manifest_path, create=False) as manifest:
         # An interrupted re-tag is undone first.
         recover_journals(archive.journal_dir, check=archive.existing_target,
-                         committed=manifest.holds_tag)
+                         committed=recorded_in(manifest.get))
         damaged: list[tuple[Record, str]] = []
         for record in manifest.iter_archived():
             problem = _check(archive, record)

@@ -342,6 +342,31 @@ def test_audio_that_is_not_mp3_is_archived_tagged_and_chaptered(
     assert cli("verify", "-c", str(path)).returncode == 0
 
 
+def test_audio_that_is_not_mp3_is_retagged_whole_and_verified(
+    server: TestServer, tmp_path: Path
+) -> None:
+    import mutagen
+
+    server.add("/a/1.m4a", body=encoded_audio("m4a"), content_type="audio/mp4")
+
+    def feed(title: str) -> bytes:
+        return rss(item("m4a-1", server.url("/a/1.m4a"), title=title, media_type="audio/mp4"))
+
+    server.add("/f.xml", body=feed("First title"))
+    path = config(tmp_path, server.url("/f.xml"))
+    assert sync_json(path)[0] == 0
+    server.add("/f.xml", body=feed("Second title"))
+    server.reset_stats()
+    code, summary = sync_json(path)
+    assert code == 0 and summary["counts"]["retagged"] == 1, summary
+    assert server.requests_to("/a/1.m4a") == []
+    archived = tmp_path / "archive" / summary["episodes"][0]["path"]
+    assert mutagen.File(archived).tags["\xa9nam"] == ["Second title"]
+    assert ffprobe(archived)["format"]["tags"]["title"] == "Second title"
+    assert cli("verify", "-c", str(path)).returncode == 0
+    assert not list((tmp_path / "archive" / ".fetcher" / "journal").iterdir())
+
+
 def test_duplicate_guids_and_wrong_lengths(server: TestServer, tmp_path: Path) -> None:
     audio = mp3_bytes(1_000, seed=3)
     server.add("/a/1.mp3", body=audio)

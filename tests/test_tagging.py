@@ -286,18 +286,87 @@ def test_a_recorded_retag_is_kept_and_an_unrecorded_one_rolled_back(tmp_path: Pa
         tagged = tag(path, dataclasses.replace(SEED, title="Retitled"), journal_dir=journal)
         assert tagged.in_place and tagged.journal is not None
         new = path.read_bytes()
-        asked: list[tuple[str, str]] = []
+        asked: list[tuple[str, str, str]] = []
 
-        def committed(guid: str, digest: str, recorded: bool = recorded,
-                      asked: list[tuple[str, str]] = asked) -> bool:
-            asked.append((guid, digest))
+        def committed(guid: str, column: str, digest: str, recorded: bool = recorded,
+                      asked: list[tuple[str, str, str]] = asked) -> bool:
+            asked.append((guid, column, digest))
             return recorded
 
         restored = recover_journals(journal, check=checked, committed=committed)
-        assert asked == [(SEED.guid, tagged.tag_sha256)]
+        assert asked == [(SEED.guid, "tag_sha256", tagged.tag_sha256)]
         assert tagged.tag_sha256 == hashlib.sha256(new[: tagged.tag_bytes]).hexdigest()
         assert path.read_bytes() == (new if recorded else old)
         assert restored == ([] if recorded else [path.resolve()])
+        assert list(journal.iterdir()) == []
+
+
+def test_a_rewritten_file_keeps_its_old_self_until_the_new_tag_is_recorded(
+        tmp_path: Path) -> None:
+    # A tag that outgrows its room rewrites the file; until the caller has recorded the
+    # new tag, the old file keeps a second name in the journal, and the next start puts
+    # it back unless the manifest already names the new tag.
+    path, audio = make_mp3(tmp_path, 2_000)
+    tag(path, SEED)
+    old = path.read_bytes()
+    journal = tmp_path / "journal"
+    checked = Archive(tmp_path).existing_target
+    for recorded in (False, True):
+        path.write_bytes(old)
+        tagged = tag(path, dataclasses.replace(SEED, title="y" * 20_000), journal_dir=journal)
+        assert not tagged.in_place and tagged.journal is not None
+        new = path.read_bytes()
+        assert len(new) > len(old) and payload_sha256(path) == hashlib.sha256(audio).hexdigest()
+        assert tagged.journal.with_suffix(".old").read_bytes() == old
+        restored = recover_journals(journal, check=checked,
+                                    committed=lambda guid, column, digest, r=recorded,
+                                    t=tagged: r and (guid, column, digest)
+                                    == (SEED.guid, "tag_sha256", t.tag_sha256))
+        assert path.read_bytes() == (new if recorded else old)
+        assert restored == ([] if recorded else [path.resolve()])
+        assert list(journal.iterdir()) == []
+
+
+def test_a_replacement_stopped_before_its_rename_leaves_the_file_alone(
+        tmp_path: Path) -> None:
+    from fetcher.journal import write_replacement_journal
+
+    path, _ = make_mp3(tmp_path, 1_000)
+    old = path.read_bytes()
+    journal = tmp_path / "journal"
+    write_replacement_journal(journal, path, guid=SEED.guid, column="tag_sha256",
+                              digest="0" * 64)
+    assert recover_journals(journal, check=Archive(tmp_path).existing_target) == []
+    assert path.read_bytes() == old and path.stat().st_nlink == 1
+    assert list(journal.iterdir()) == []
+
+
+def test_an_archived_file_that_is_not_mp3_is_retagged_under_a_journal(
+        tmp_path: Path) -> None:
+    import mutagen
+    from support.feeds import encoded_audio
+
+    from fetcher.audio import file_sha256
+    from fetcher.tagging.other import retag_archived, write_other_tags
+
+    path = tmp_path / "ep.m4a"
+    path.write_bytes(encoded_audio("m4a"))
+    write_other_tags(path, SEED, None)
+    old = path.read_bytes()
+    journal = tmp_path / "journal"
+    checked = Archive(tmp_path).existing_target
+    for recorded in (False, True):
+        path.write_bytes(old)
+        digest, record = retag_archived(path, dataclasses.replace(SEED, title="Retitled"),
+                                        None, journal_dir=journal)
+        assert digest == file_sha256(path) and record.exists()
+        assert mutagen.File(path).tags["\xa9nam"] == ["Retitled"]
+        assert ffprobe(path)["format"]["tags"]["title"] == "Retitled"
+        new = path.read_bytes()
+        recover_journals(journal, check=checked,
+                         committed=lambda guid, column, d, r=recorded, x=digest: r and (
+                             column, d) == ("audio_sha256", x))
+        assert path.read_bytes() == (new if recorded else old)
         assert list(journal.iterdir()) == []
 
 

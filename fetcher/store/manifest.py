@@ -224,15 +224,6 @@ class Manifest:
             ).fetchone()
         return _record(row) if row is not None else None
 
-    @_locked
-    def holds_tag(self, guid: str, tag_sha256: str) -> bool:
-        """Whether *guid*'s row names the tag whose SHA-256 is *tag_sha256* (a re-tag
-        whose row was committed: see :mod:`fetcher.journal`)."""
-        with translated(self.path, "reading the manifest"):
-            row = self._db.execute("SELECT tag_sha256 FROM episodes WHERE guid = ?",
-                                   (guid,)).fetchone()
-        return row is not None and row[0] == tag_sha256
-
     def iter_archived(self) -> Iterator[Record]:
         with translated(self.path, "reading the manifest"):
             rows = self._db.execute(

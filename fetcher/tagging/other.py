@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fetcher.errors import TagError
+from fetcher.failpoints import failpoint
 from fetcher.model import Chapter, Episode
 from fetcher.safeio import fsync_directory, fsync_file
 from fetcher.tagging.spec import picture_mime
@@ -36,27 +37,43 @@ def duration_ms(path: Path) -> int | None:
     return round(float(audio.info.length) * 1000)
 
 
-def write_other_tags(path: Path, episode: Episode, cover: bytes | None, *,
-                     temp_dir: Path | None = None) -> None:
-    """Tag *path* in place, or (with *temp_dir*) through a copy renamed over it."""
-    target = path
-    if temp_dir is not None:
-        temp_dir.mkdir(parents=True, exist_ok=True)
-        target = temp_dir / (path.name + ".tagging")
-        shutil.copyfile(path, target)
+def write_other_tags(path: Path, episode: Episode, cover: bytes | None) -> None:
+    """Tag *path* (a file not yet archived) in place."""
     try:
+        _write(path, episode, cover)
+    except TagError:
+        raise
+    except Exception as exc:
+        raise TagError(path, f"cannot write tags: {type(exc).__name__}: {exc}") from exc
+
+
+def retag_archived(path: Path, episode: Episode, cover: bytes | None, *,
+                   journal_dir: Path) -> tuple[str, Path]:
+    """Re-tag the archived file *path* through a copy in *journal_dir* that replaces it
+    under a journal (:func:`fetcher.journal.write_replacement_journal`); returns the new
+    file's SHA-256 and the journal, to be finished once the manifest row holds it."""
+    from fetcher.audio import file_sha256
+    from fetcher.journal import TEMP_SUFFIX, journal_name, write_replacement_journal
+
+    journal_dir.mkdir(parents=True, exist_ok=True)
+    target = journal_dir / (journal_name(path) + TEMP_SUFFIX)
+    try:
+        shutil.copyfile(path, target)
         _write(target, episode, cover)
-        if temp_dir is not None:
-            fsync_file(target)
-            target.replace(path)
-            fsync_directory(path.parent)
+        fsync_file(target)
+        digest = file_sha256(target)
+        journal = write_replacement_journal(journal_dir, path, guid=episode.guid,
+                                            column="audio_sha256", digest=digest)
+        target.replace(path)
+        fsync_directory(path.parent)
+        failpoint("retag-rewritten")
+        return digest, journal
     except TagError:
         raise
     except Exception as exc:
         raise TagError(path, f"cannot write tags: {type(exc).__name__}: {exc}") from exc
     finally:
-        if temp_dir is not None:
-            target.unlink(missing_ok=True)
+        target.unlink(missing_ok=True)
 
 
 def _write(path: Path, episode: Episode, cover: bytes | None) -> None:

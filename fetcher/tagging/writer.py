@@ -24,7 +24,12 @@ from typing import TYPE_CHECKING, BinaryIO
 from fetcher.audio import ID3V1_SIZE, id3v2_size
 from fetcher.errors import TagError
 from fetcher.failpoints import failpoint
-from fetcher.journal import TEMP_SUFFIX, journal_name, write_journal
+from fetcher.journal import (
+    TEMP_SUFFIX,
+    journal_name,
+    write_journal,
+    write_replacement_journal,
+)
 from fetcher.model import Episode
 from fetcher.safeio import fsync_directory
 from fetcher.settings import TagSettings
@@ -182,8 +187,10 @@ def _write_tags(
         return Tagged(len(tag), len(tag), True, written_chapters, digest, journal)
 
     tag = wrap_tag(encoded, version=version)
-    _rewrite(path, file, tag, region, strip_v1, journal_dir)
-    return Tagged(len(tag), path.stat().st_size, False, written_chapters, _sha256(tag))
+    digest = _sha256(tag)
+    journal = _rewrite(path, file, tag, region, strip_v1, journal_dir, guid=episode.guid,
+                       tag_sha256=digest)
+    return Tagged(len(tag), path.stat().st_size, False, written_chapters, digest, journal)
 
 
 def _sha256(data: bytes) -> str:
@@ -216,14 +223,15 @@ def _overwrite_in_place(path: Path, file: BinaryIO, tag: bytes, strip_v1: bool,
 
 
 def _rewrite(path: Path, source: BinaryIO, tag: bytes, region: int, strip_v1: bool,
-             temp_dir: Path | None = None) -> None:
+             temp_dir: Path | None = None, *, guid: str = "",
+             tag_sha256: str = "") -> Path | None:
     """Write tag + audio (from *source*, *path* open) into a temporary file, then rename
     it over *path*.
 
     An archived file's temporary lives in *temp_dir* (the archive's journal directory,
     on the same filesystem), where the next run removes what a crash left; otherwise
-    beside *path*. The audio is not changed, so a crash after the rename leaves a file
-    the next run recognises by its audio hash.
+    beside *path*. An archived file is replaced under a journal that keeps the old
+    file until the caller has recorded the new tag (returned, to be finished then).
     """
     if temp_dir is not None:
         temp_dir.mkdir(parents=True, exist_ok=True)
@@ -246,6 +254,10 @@ def _rewrite(path: Path, source: BinaryIO, tag: bytes, region: int, strip_v1: bo
             target.flush()
             os.fsync(target.fileno())
         shutil.copymode(path, temporary)
+        journal = None
+        if temp_dir is not None:
+            journal = write_replacement_journal(temp_dir, path, guid=guid,
+                                                column="tag_sha256", digest=tag_sha256)
         temporary.replace(path)
         if temp_dir is not None:
             fsync_directory(path.parent)
@@ -254,6 +266,7 @@ def _rewrite(path: Path, source: BinaryIO, tag: bytes, region: int, strip_v1: bo
         with contextlib.suppress(FileNotFoundError):
             temporary.unlink()
         raise
+    return journal
 
 
 def read_chapters(path: Path) -> list[tuple[int, int, str]]:
