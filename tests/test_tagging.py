@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import struct
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -273,19 +274,20 @@ def test_retag_in_place_writes_only_the_tag(tmp_path: Path) -> None:
     assert first.tag_bytes >= PADDING
 
 
-def test_a_recorded_retag_is_kept_and_an_unrecorded_one_rolled_back(tmp_path: Path) -> None:
-    # A run that stops after the in-place tag: the next start rolls the tag back unless
-    # the manifest already names it (the run stopped between the row and the journal).
-    path, _ = make_mp3(tmp_path, 2_000)
-    tag(path, SEED)
+def assert_recovered_both_ways(path: Path, retag: Callable[[], tuple[str, str, Path]],
+                               journal: Path) -> None:
+    """*retag* re-tags *path* under a journal in *journal* and returns the manifest
+    column and digest its row would hold, and the journal. A start that finds the row
+    holds them keeps the new file; one that does not puts the old one back; either way
+    the journal is gone, and the manifest was asked about exactly that row."""
     old = path.read_bytes()
-    journal = tmp_path / "journal"
-    checked = Archive(tmp_path).existing_target
+    checked = Archive(path.parent).existing_target
     for recorded in (False, True):
         path.write_bytes(old)
-        tagged = tag(path, dataclasses.replace(SEED, title="Retitled"), journal_dir=journal)
-        assert tagged.in_place and tagged.journal is not None
+        column, digest, record = retag()
+        assert record.exists()
         new = path.read_bytes()
+        assert new != old
         asked: list[tuple[str, str, str]] = []
 
         def committed(guid: str, column: str, digest: str, recorded: bool = recorded,
@@ -294,11 +296,27 @@ def test_a_recorded_retag_is_kept_and_an_unrecorded_one_rolled_back(tmp_path: Pa
             return recorded
 
         restored = recover_journals(journal, check=checked, committed=committed)
-        assert asked == [(SEED.guid, "tag_sha256", tagged.tag_sha256)]
-        assert tagged.tag_sha256 == hashlib.sha256(new[: tagged.tag_bytes]).hexdigest()
+        assert asked == [(SEED.guid, column, digest)]
         assert path.read_bytes() == (new if recorded else old)
         assert restored == ([] if recorded else [path.resolve()])
         assert list(journal.iterdir()) == []
+
+
+def test_a_recorded_retag_is_kept_and_an_unrecorded_one_rolled_back(tmp_path: Path) -> None:
+    # A run that stops after the in-place tag: the next start rolls the tag back unless
+    # the manifest already names it (the run stopped between the row and the journal).
+    path, _ = make_mp3(tmp_path, 2_000)
+    tag(path, SEED)
+    journal = tmp_path / "journal"
+
+    def retag() -> tuple[str, str, Path]:
+        tagged = tag(path, dataclasses.replace(SEED, title="Retitled"), journal_dir=journal)
+        assert tagged.in_place and tagged.journal is not None
+        head = path.read_bytes()[: tagged.tag_bytes]
+        assert tagged.tag_sha256 == hashlib.sha256(head).hexdigest()
+        return "tag_sha256", tagged.tag_sha256, tagged.journal
+
+    assert_recovered_both_ways(path, retag, journal)
 
 
 def test_a_rewritten_file_keeps_its_old_self_until_the_new_tag_is_recorded(
@@ -308,23 +326,42 @@ def test_a_rewritten_file_keeps_its_old_self_until_the_new_tag_is_recorded(
     # it back unless the manifest already names the new tag.
     path, audio = make_mp3(tmp_path, 2_000)
     tag(path, SEED)
-    old = path.read_bytes()
     journal = tmp_path / "journal"
-    checked = Archive(tmp_path).existing_target
-    for recorded in (False, True):
-        path.write_bytes(old)
+
+    def retag() -> tuple[str, str, Path]:
+        old = path.read_bytes()
         tagged = tag(path, dataclasses.replace(SEED, title="y" * 20_000), journal_dir=journal)
         assert not tagged.in_place and tagged.journal is not None
-        new = path.read_bytes()
-        assert len(new) > len(old) and payload_sha256(path) == hashlib.sha256(audio).hexdigest()
+        assert path.stat().st_size > len(old)
+        assert payload_sha256(path) == hashlib.sha256(audio).hexdigest()
         assert tagged.journal.with_suffix(".old").read_bytes() == old
-        restored = recover_journals(journal, check=checked,
-                                    committed=lambda guid, column, digest, r=recorded,
-                                    t=tagged: r and (guid, column, digest)
-                                    == (SEED.guid, "tag_sha256", t.tag_sha256))
-        assert path.read_bytes() == (new if recorded else old)
-        assert restored == ([] if recorded else [path.resolve()])
-        assert list(journal.iterdir()) == []
+        return "tag_sha256", tagged.tag_sha256, tagged.journal
+
+    assert_recovered_both_ways(path, retag, journal)
+
+
+def test_an_archived_file_that_is_not_mp3_is_retagged_under_a_journal(
+        tmp_path: Path) -> None:
+    import mutagen
+    from support.feeds import encoded_audio
+
+    from fetcher.audio import file_sha256
+    from fetcher.tagging.other import retag_archived, write_other_tags
+
+    path = tmp_path / "ep.m4a"
+    path.write_bytes(encoded_audio("m4a"))
+    write_other_tags(path, SEED, None)
+    journal = tmp_path / "journal"
+
+    def retag() -> tuple[str, str, Path]:
+        digest, record = retag_archived(path, dataclasses.replace(SEED, title="Retitled"),
+                                        None, journal_dir=journal)
+        assert digest == file_sha256(path)
+        assert mutagen.File(path).tags["\xa9nam"] == ["Retitled"]
+        assert ffprobe(path)["format"]["tags"]["title"] == "Retitled"
+        return "audio_sha256", digest, record
+
+    assert_recovered_both_ways(path, retag, journal)
 
 
 def test_a_replacement_stopped_before_its_rename_leaves_the_file_alone(
@@ -339,35 +376,6 @@ def test_a_replacement_stopped_before_its_rename_leaves_the_file_alone(
     assert recover_journals(journal, check=Archive(tmp_path).existing_target) == []
     assert path.read_bytes() == old and path.stat().st_nlink == 1
     assert list(journal.iterdir()) == []
-
-
-def test_an_archived_file_that_is_not_mp3_is_retagged_under_a_journal(
-        tmp_path: Path) -> None:
-    import mutagen
-    from support.feeds import encoded_audio
-
-    from fetcher.audio import file_sha256
-    from fetcher.tagging.other import retag_archived, write_other_tags
-
-    path = tmp_path / "ep.m4a"
-    path.write_bytes(encoded_audio("m4a"))
-    write_other_tags(path, SEED, None)
-    old = path.read_bytes()
-    journal = tmp_path / "journal"
-    checked = Archive(tmp_path).existing_target
-    for recorded in (False, True):
-        path.write_bytes(old)
-        digest, record = retag_archived(path, dataclasses.replace(SEED, title="Retitled"),
-                                        None, journal_dir=journal)
-        assert digest == file_sha256(path) and record.exists()
-        assert mutagen.File(path).tags["\xa9nam"] == ["Retitled"]
-        assert ffprobe(path)["format"]["tags"]["title"] == "Retitled"
-        new = path.read_bytes()
-        recover_journals(journal, check=checked,
-                         committed=lambda guid, column, d, r=recorded, x=digest: r and (
-                             column, d) == ("audio_sha256", x))
-        assert path.read_bytes() == (new if recorded else old)
-        assert list(journal.iterdir()) == []
 
 
 def test_interrupted_in_place_write_is_rolled_back(tmp_path: Path) -> None:
