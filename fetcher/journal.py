@@ -64,9 +64,7 @@ def write_journal(journal_dir: Path, path: Path, length: int, *, guid: str = "",
         else:
             old_tail = b""
     write_atomic(saved, old + old_tail)
-    info = {"path": str(path.resolve()), "head": len(old), "size": size, "guid": guid,
-            "column": "tag_sha256", "digest": tag_sha256}
-    write_atomic(record, json.dumps(info).encode(), sync_directory=True)
+    _save_record(record, path, guid, "tag_sha256", tag_sha256, head=len(old), size=size)
     return record
 
 
@@ -85,14 +83,19 @@ def write_replacement_journal(journal_dir: Path, path: Path, *, guid: str, colum
     backup.unlink(missing_ok=True)
     try:
         os.link(path, backup)
-        kept = True
     except OSError as exc:
         log.debug("%s: no second name for the old file (%s)", path, exc)
-        kept = False
-    info = {"path": str(path.resolve()), "replaced": True, "kept": kept, "guid": guid,
-            "column": column, "digest": digest}
-    write_atomic(record, json.dumps(info).encode(), sync_directory=True)
+    _save_record(record, path, guid, column, digest, replaced=True)
     return record
+
+
+def _save_record(record: Path, path: Path, guid: str, column: str, digest: str,
+                 **how: object) -> None:
+    """The journal's record of a write on *path*: the file, the episode, the digest its
+    row will hold, and *how* the old file is kept; durable before the write begins."""
+    info = {"path": str(path.resolve()), "guid": guid, "column": column, "digest": digest,
+            **how}
+    write_atomic(record, json.dumps(info).encode(), sync_directory=True)
 
 
 def finish_journal(record: Path) -> None:

@@ -11,8 +11,10 @@ re-tagged through a copy that replaces it only when complete.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import shutil
+from collections.abc import Iterator
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -37,14 +39,21 @@ def duration_ms(path: Path) -> int | None:
     return round(float(audio.info.length) * 1000)
 
 
-def write_other_tags(path: Path, episode: Episode, cover: bytes | None) -> None:
-    """Tag *path* (a file not yet archived) in place."""
+@contextlib.contextmanager
+def _tag_errors(path: Path) -> Iterator[None]:
+    """Any failure to tag *path* as a TagError naming it."""
     try:
-        _write(path, episode, cover)
+        yield
     except TagError:
         raise
     except Exception as exc:
         raise TagError(path, f"cannot write tags: {type(exc).__name__}: {exc}") from exc
+
+
+def write_other_tags(path: Path, episode: Episode, cover: bytes | None) -> None:
+    """Tag *path* (a file not yet archived) in place."""
+    with _tag_errors(path):
+        _write(path, episode, cover)
 
 
 def retag_archived(path: Path, episode: Episode, cover: bytes | None, *,
@@ -58,20 +67,17 @@ def retag_archived(path: Path, episode: Episode, cover: bytes | None, *,
     journal_dir.mkdir(parents=True, exist_ok=True)
     target = journal_dir / (journal_name(path) + TEMP_SUFFIX)
     try:
-        shutil.copyfile(path, target)
-        _write(target, episode, cover)
-        fsync_file(target)
-        digest = file_sha256(target)
-        journal = write_replacement_journal(journal_dir, path, guid=episode.guid,
-                                            column="audio_sha256", digest=digest)
-        target.replace(path)
-        fsync_directory(path.parent)
+        with _tag_errors(path):
+            shutil.copyfile(path, target)
+            _write(target, episode, cover)
+            fsync_file(target)
+            digest = file_sha256(target)
+            journal = write_replacement_journal(journal_dir, path, guid=episode.guid,
+                                                column="audio_sha256", digest=digest)
+            target.replace(path)
+            fsync_directory(path.parent)
         failpoint("retag-rewritten")
         return digest, journal
-    except TagError:
-        raise
-    except Exception as exc:
-        raise TagError(path, f"cannot write tags: {type(exc).__name__}: {exc}") from exc
     finally:
         target.unlink(missing_ok=True)
 
